@@ -1,0 +1,181 @@
+package scenario
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+// unknownFields returns the paths of every field in doc that the Go type of
+// obj does not declare, in the path form the API server writes
+// ("spec.template.spec.networks[0].ipAddress"), sorted.
+//
+// Strict JSON decoding cannot find these for KubeVirt objects: kubevirt.io/api
+// v1.9.0 gives VirtualMachineInstanceSpec, PodNetwork and DHCPOptions their own
+// UnmarshalJSON, which decodes through a plain json.Unmarshal and so ignores
+// unknown fields below spec. The API server instead prunes against the CRD's
+// structural schema (k8s.io/apiextensions-apiserver pkg/apiserver/
+// customresource_handler.go, unstructuredSchemaCoercer.apply, then
+// schema/pruning PruneWithOptions, which sorts the paths). KubeVirt generates
+// that schema from the same Go types, so walking the types by their json tags
+// finds the same fields, with the exceptions in preservesUnknownFields.
+//
+// NOTE: the server lists unknown metadata fields before the pruned ones; this
+// function sorts all paths together, which differs only when both occur.
+func unknownFields(doc []byte, obj any) ([]string, error) {
+	var value any
+	if err := json.Unmarshal(doc, &value); err != nil {
+		return nil, err
+	}
+	var paths []string
+	walkKnown(value, reflect.TypeOf(obj), "", &paths)
+	sort.Strings(paths)
+	return paths, nil
+}
+
+// preservesUnknownFields lists the types whose CRD schema carries
+// x-kubernetes-preserve-unknown-fields, from the kubebuilder markers in
+// kubevirt.io/api v1.9.0: Clock (core/v1/schema.go) and the metadata of
+// VirtualMachineInstanceTemplateSpec and DataVolumeTemplateSpec
+// (core/v1/types.go), handled in walkStruct.
+var preservesUnknownFields = map[reflect.Type]bool{
+	reflect.TypeOf(kubevirtv1.Clock{}): true,
+}
+
+// preservedMetadataOwners are the structs whose embedded or named ObjectMeta
+// keeps unknown fields.
+var preservedMetadataOwners = map[reflect.Type]bool{
+	reflect.TypeOf(kubevirtv1.VirtualMachineInstanceTemplateSpec{}): true,
+	reflect.TypeOf(kubevirtv1.DataVolumeTemplateSpec{}):             true,
+}
+
+// scalarTypes are encoded as JSON scalars by their own marshalers; any value
+// is left to type validation, which this walker does not do.
+var scalarTypes = map[reflect.Type]bool{
+	reflect.TypeOf(metav1.Time{}):          true,
+	reflect.TypeOf(metav1.MicroTime{}):     true,
+	reflect.TypeOf(metav1.Duration{}):      true,
+	reflect.TypeOf(resource.Quantity{}):    true,
+	reflect.TypeOf(intstr.IntOrString{}):   true,
+	reflect.TypeOf(runtime.RawExtension{}): true,
+	reflect.TypeOf(metav1.FieldsV1{}):      true,
+}
+
+func walkKnown(value any, t reflect.Type, path string, paths *[]string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if scalarTypes[t] || preservesUnknownFields[t] {
+		return
+	}
+
+	switch t.Kind() {
+	case reflect.Struct:
+		object, ok := value.(map[string]any)
+		if !ok {
+			return
+		}
+		walkStruct(object, t, path, paths)
+
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return
+		}
+		items, ok := value.([]any)
+		if !ok {
+			return
+		}
+		for i, item := range items {
+			walkKnown(item, t.Elem(), path+"["+strconv.Itoa(i)+"]", paths)
+		}
+
+	case reflect.Map:
+		object, ok := value.(map[string]any)
+		if !ok {
+			return
+		}
+		for key, item := range object {
+			walkKnown(item, t.Elem(), joinPath(path, key), paths)
+		}
+	}
+}
+
+func walkStruct(object map[string]any, t reflect.Type, path string, paths *[]string) {
+	fields := map[string]reflect.StructField{}
+	collectJSONFields(t, fields)
+
+	for key, item := range object {
+		field, ok := fields[key]
+		if !ok {
+			*paths = append(*paths, joinPath(path, key))
+			continue
+		}
+		if key == "metadata" && preservedMetadataOwners[t] {
+			continue
+		}
+		walkKnown(item, field.Type, joinPath(path, key), paths)
+	}
+}
+
+// collectJSONFields maps JSON names to fields, flattening inline and
+// anonymous embedded structs the way encoding/json does.
+func collectJSONFields(t reflect.Type, fields map[string]reflect.StructField) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+
+		embedded := f.Anonymous && name == ""
+		if embedded || strings.Contains(","+opts+",", ",inline,") {
+			inner := f.Type
+			for inner.Kind() == reflect.Pointer {
+				inner = inner.Elem()
+			}
+			if inner.Kind() == reflect.Struct {
+				collectJSONFields(inner, fields)
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f
+	}
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// strictDecodingMessage returns the error text kube-apiserver gives for
+// unknown fields under fieldValidation=Strict, for example
+// `VirtualMachine in version "v1" cannot be handled as a VirtualMachine:
+// strict decoding error: unknown field "spec.x"` (apiserver
+// pkg/endpoints/handlers/rest.go transformDecodeError, apimachinery
+// pkg/runtime/error.go strictDecodingError).
+func strictDecodingMessage(kind, version string, fields []string) string {
+	var parts []string
+	for _, f := range fields {
+		parts = append(parts, fmt.Sprintf("unknown field %q", f))
+	}
+	return fmt.Sprintf("%s in version %q cannot be handled as a %s: strict decoding error: %s",
+		kind, version, kind, strings.Join(parts, ", "))
+}
