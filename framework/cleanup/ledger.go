@@ -34,6 +34,10 @@ const (
 	KindProcess Kind = "process"
 	// KindPath is a file or directory that the run created.
 	KindPath Kind = "path"
+	// KindStep is a teardown step that only the running process can take
+	// (CNI DEL, closing a file, stopping a server). It leaves nothing for
+	// Reap: what it would undo disappears with the namespaces and the process.
+	KindStep Kind = "step"
 )
 
 // Resource identifies one thing a run created.

@@ -147,6 +147,9 @@ func releaseResource(ctx context.Context, r Resource) error {
 		}
 		return vnetns.DeleteNamed(r.Name)
 
+	case KindStep:
+		return nil
+
 	case KindPath:
 		// Only paths under StateDir or the user's cache may be recorded; refuse
 		// anything else rather than remove it.

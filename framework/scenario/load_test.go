@@ -168,3 +168,40 @@ func TestLoadDirFixtures(t *testing.T) {
 		}
 	}
 }
+
+func TestTargetFromFixtures(t *testing.T) {
+	cases := map[string]struct{ address, peer, source, network string }{
+		"macvlan/cloud-init-nic-name.yaml":       {"192.0.2.42", "192.0.2.62/27", "spec.probe", "mynet"},
+		"linux-bridge/cloud-init-mac-match.yaml": {"198.51.100.106", "198.51.100.126/27", "spec.probe", "mynet"},
+	}
+	for file, want := range cases {
+		s, err := LoadFile(filepath.Join("..", "..", "scenarios", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		target, err := s.Target()
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if target.Address.String() != want.address || target.Peer.String() != want.peer || target.Source != want.source || target.Attachment.Network.Name != want.network {
+			t.Errorf("%s: target %s peer %s source %s network %s, want %+v", file, target.Address, target.Peer, target.Source, target.Attachment.Network.Name, want)
+		}
+		if target.Prefix.Bits() != 27 {
+			t.Errorf("%s: prefix %s, want /27 from the config", file, target.Prefix)
+		}
+	}
+}
+
+func TestTargetInferred(t *testing.T) {
+	s, err := Load("user.yaml", []byte(nadDoc+"---\n"+vmDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := s.Target()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target.Address.String() != "192.0.2.10" || target.Source != "NAD IPAM" || target.Peer.String() != "192.0.2.254/24" {
+		t.Errorf("target %+v", target)
+	}
+}

@@ -29,10 +29,14 @@ const (
 // guest sees NICs in this order.
 type Attachment struct {
 	// Index is the interface's position in spec.domain.devices.interfaces.
-	Index     int
-	Interface kubevirtv1.Interface
-	Network   kubevirtv1.Network
-	Binding   Binding
+	Index int
+	// NetworkIndex is the network's position in spec.networks. KubeVirt
+	// v1.9.0 numbers the bridge binding's 169.254.75.1<i> bridge address by
+	// it, and the DHCP server identifier by Index.
+	NetworkIndex int
+	Interface    kubevirtv1.Interface
+	Network      kubevirtv1.Network
+	Binding      Binding
 	// MAC is the interface's spec macAddress, or nil when KubeVirt chooses.
 	MAC net.HardwareAddr
 
@@ -76,13 +80,15 @@ func (s *Scenario) Attachments() []Attachment {
 		return nil
 	}
 	networks := map[string]kubevirtv1.Network{}
-	for _, n := range s.VMI.Spec.Networks {
+	networkIndex := map[string]int{}
+	for i, n := range s.VMI.Spec.Networks {
 		networks[n.Name] = n
+		networkIndex[n.Name] = i
 	}
 
 	var out []Attachment
 	for i, iface := range s.VMI.Spec.Domain.Devices.Interfaces {
-		a := Attachment{Index: i, Interface: iface, Network: networks[iface.Name], Binding: bindingOf(iface)}
+		a := Attachment{Index: i, NetworkIndex: networkIndex[iface.Name], Interface: iface, Network: networks[iface.Name], Binding: bindingOf(iface)}
 		if iface.MacAddress != "" {
 			a.MAC, _ = net.ParseMAC(iface.MacAddress)
 		}
@@ -90,6 +96,9 @@ func (s *Scenario) Attachments() []Attachment {
 			a.NAD = s.nadFor(a.Network.Multus.NetworkName)
 			if a.NAD != nil {
 				a.CNI, _ = ParseCNIConfig(a.NAD.Spec.Config)
+				if a.CNI.Type == "macvtap" && a.CNI.Master == "" {
+					a.CNI.Master = MacvtapLowerDevice(a.NAD)
+				}
 			}
 		}
 		out = append(out, a)
@@ -215,4 +224,19 @@ func ParseCNIConfig(config string) (CNIConfig, error) {
 		c.Subnet = prefix.Masked()
 	}
 	return c, nil
+}
+
+// MacvtapResourcePrefix is the resource prefix of kubevirt/macvtap-cni's
+// device plugin; a NAD requests a macvtap with the annotation
+// k8s.v1.cni.cncf.io/resourceName: macvtap.network.kubevirt.io/<name>.
+const MacvtapResourcePrefix = "macvtap.network.kubevirt.io/"
+
+// MacvtapLowerDevice returns the parent link of a macvtap NAD: the
+// resource name after MacvtapResourcePrefix. macvtap-cni v0.13.1 maps that
+// name to a lower device through its device plugin's ConfigMap; the harness
+// (and its kind provider's ConfigMap) uses the same name for both, as
+// macvtap-cni's auto-discovery does for the links it finds.
+func MacvtapLowerDevice(nad *nadv1.NetworkAttachmentDefinition) string {
+	resource := nad.Annotations["k8s.v1.cni.cncf.io/resourceName"]
+	return strings.TrimPrefix(resource, MacvtapResourcePrefix)
 }

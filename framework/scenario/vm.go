@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"encoding/base64"
 	"errors"
 
 	"github.com/google/uuid"
@@ -38,4 +39,8 @@ func instanceFromVM(vm *kubevirtv1.VirtualMachine) (*kubevirtv1.VirtualMachineIn
 		vmi.Spec.Domain.Firmware.UUID = types.UID(uuid.New().String())
 	}
 	return vmi, nil
+}
+
+func decodeBase64(s string) ([]byte, error) {
+	return base64.StdEncoding.DecodeString(s)
 }

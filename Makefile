@@ -1,0 +1,82 @@
+# vmnet-e2e: `make test` runs the project's tests, `make e2e` the scenario
+# suite. Both need root for the local provider (network namespaces, taps,
+# qemu guests) and install the Debian packages they need.
+
+GO ?= go
+PROVIDER ?= local
+DRY_RUN ?=
+# PROCS is the number of parallel Ginkgo processes, each booting one guest at
+# a time: two host cores hold about three TCG guests.
+PROCS ?= 3
+ARTIFACTS ?= artifacts
+REPORT ?= $(ARTIFACTS)/report.json
+# LABEL_FILTER selects scenarios by label, for example 'cni: {macvlan}' or
+# 'strategy: {cloud-init-nic-name}'.
+LABEL_FILTER ?=
+# TEST_LABELS selects the scenarios `make test` runs: the rejected ones
+# (no guest) and the two NIC-name scenarios (one guest each).
+TEST_LABELS ?= strategy: {ip-address-field, cloud-init-nic-name} && !cni: {macvtap}
+
+GINKGO := $(GO) tool ginkgo
+VMNET := $(GO) run ./cmd/vmnet
+
+.PHONY: all deps image test unit e2e e2e-local e2e-kind report cleanup bench vet
+
+all: test
+
+deps:
+	@scripts/install-deps.sh
+
+image: deps
+	@scripts/require-root.sh image
+	$(VMNET) image build
+
+vet:
+	$(GO) vet ./...
+
+# unit runs every package except the scenario suite, one package at a time so
+# that guest-booting packages do not share the two cores.
+unit:
+	$(GO) test -p 1 -count=1 -timeout 45m $$($(GO) list ./... | grep -v '/e2e$$')
+
+test: deps
+	@scripts/require-root.sh test
+	$(MAKE) vet
+	$(VMNET) image build
+	$(MAKE) unit
+	$(GINKGO) --procs=2 --timeout=30m --label-filter='$(TEST_LABELS)' \
+		--junit-report=junit-test.xml --output-dir=$(ARTIFACTS) ./e2e -- \
+		-vmnet.report=$(CURDIR)/$(ARTIFACTS)/report-test.json -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
+	$(VMNET) report $(ARTIFACTS)/report-test.json
+
+e2e: e2e-$(PROVIDER)
+
+e2e-local: deps
+	@scripts/require-root.sh e2e
+	$(VMNET) image build
+	VMNET_PROVIDER=local $(GINKGO) --procs=$(PROCS) --timeout=60m --label-filter='$(LABEL_FILTER)' \
+		--junit-report=junit.xml --output-dir=$(ARTIFACTS) ./e2e -- \
+		-vmnet.report=$(CURDIR)/$(REPORT) -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
+	$(VMNET) report $(REPORT)
+
+e2e-kind:
+ifneq ($(DRY_RUN),)
+	$(VMNET) plan --provider kind --scenarios scenarios
+else
+	$(VMNET) preflight --provider kind
+	VMNET_PROVIDER=kind $(GINKGO) --procs=$(PROCS) --timeout=120m --label-filter='$(LABEL_FILTER)' \
+		--junit-report=junit.xml --output-dir=$(ARTIFACTS) ./e2e -- \
+		-vmnet.report=$(CURDIR)/$(REPORT) -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
+	$(VMNET) report $(REPORT)
+endif
+
+report:
+	$(VMNET) report $(REPORT)
+
+cleanup:
+	@scripts/require-root.sh cleanup
+	$(VMNET) cleanup
+
+bench:
+	@scripts/require-root.sh bench
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./framework/guest ./e2e
