@@ -10,12 +10,12 @@ DRY_RUN ?=
 PROCS ?= 3
 ARTIFACTS ?= artifacts
 REPORT ?= $(ARTIFACTS)/report.json
-# LABEL_FILTER selects scenarios by label, for example 'cni: {macvlan}' or
-# 'strategy: {cloud-init-nic-name}'.
+# LABEL_FILTER selects scenarios by label, for example
+# 'cni: containsAny {macvlan}' or 'strategy: containsAny {cloud-init-nic-name}'.
 LABEL_FILTER ?=
 # TEST_LABELS selects the scenarios `make test` runs: the rejected ones
 # (no guest) and the two NIC-name scenarios (one guest each).
-TEST_LABELS ?= strategy: {ip-address-field, cloud-init-nic-name} && !cni: {macvtap}
+TEST_LABELS ?= strategy: containsAny {ip-address-field, cloud-init-nic-name} && !cni: containsAny {macvtap}
 
 GINKGO := $(GO) tool ginkgo
 VMNET := $(GO) run ./cmd/vmnet
@@ -42,6 +42,7 @@ unit:
 test: deps
 	@scripts/require-root.sh test
 	$(MAKE) vet
+	$(MAKE) lint-workflows
 	$(VMNET) image build
 	$(MAKE) unit
 	$(GINKGO) --procs=2 --timeout=30m --label-filter='$(TEST_LABELS)' \
@@ -49,7 +50,11 @@ test: deps
 		-vmnet.report=$(CURDIR)/$(ARTIFACTS)/report-test.json -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
 	$(VMNET) report $(ARTIFACTS)/report-test.json
 
+ifeq ($(CELL),)
 e2e: e2e-$(PROVIDER)
+else
+e2e: matrix
+endif
 
 e2e-local: deps
 	@scripts/require-root.sh e2e
@@ -57,7 +62,7 @@ e2e-local: deps
 	VMNET_PROVIDER=local $(GINKGO) --procs=$(PROCS) --timeout=60m --label-filter='$(LABEL_FILTER)' \
 		--junit-report=junit.xml --output-dir=$(ARTIFACTS) ./e2e -- \
 		-vmnet.report=$(CURDIR)/$(REPORT) -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
-	$(VMNET) report $(REPORT)
+	$(VMNET) report --timing $(REPORT)
 
 e2e-kind:
 ifneq ($(DRY_RUN),)
@@ -67,11 +72,11 @@ else
 	VMNET_PROVIDER=kind $(GINKGO) --procs=$(PROCS) --timeout=120m --label-filter='$(LABEL_FILTER)' \
 		--junit-report=junit.xml --output-dir=$(ARTIFACTS) ./e2e -- \
 		-vmnet.report=$(CURDIR)/$(REPORT) -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
-	$(VMNET) report $(REPORT)
+	$(VMNET) report --timing $(REPORT)
 endif
 
 report:
-	$(VMNET) report $(REPORT)
+	$(VMNET) report --timing $(REPORT)
 
 cleanup:
 	@scripts/require-root.sh cleanup
@@ -80,3 +85,25 @@ cleanup:
 bench:
 	@scripts/require-root.sh bench
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./framework/guest ./e2e
+
+# CELL selects one cell of clusters/matrix.yaml: `make matrix` lists the
+# cells, `make e2e CELL=<name>` or `make matrix CELL=<name>` runs one.
+CELL ?=
+MATRIX ?= clusters/matrix.yaml
+# MATRIX_RUN_FLAGS are extra flags of `vmnet matrix run`, for example --print
+# (show the command, run nothing) or --resolve-digests (the nightly workflow).
+MATRIX_RUN_FLAGS ?=
+
+.PHONY: matrix lint-workflows
+
+matrix:
+ifeq ($(CELL),)
+	$(VMNET) matrix list --file $(MATRIX)
+else
+	$(VMNET) matrix run --file $(MATRIX) $(MATRIX_RUN_FLAGS) $(CELL)
+endif
+
+# lint-workflows checks .github/workflows with actionlint; it runs shellcheck
+# on run: blocks when shellcheck is installed.
+lint-workflows:
+	$(GO) tool actionlint

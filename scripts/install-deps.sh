@@ -14,6 +14,8 @@ packages=(
   containernetworking-plugins
   iproute2
   e2fsprogs
+  debian-archive-keyring
+  python3
 )
 
 missing=()

@@ -1,16 +1,23 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/vmnet-e2e/vmnet-e2e/framework/report"
 )
 
 func newReportCommand(_ *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var timing bool
+	cmd := &cobra.Command{
 		Use:   "report [FILE]",
 		Short: "Print the verdict table of a JSON report (default " + report.DefaultPath + ")",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `report prints one row per scenario: expected and observed verdicts and whether
+they match. It exits 1 when a verdict differs from its expectation. With
+--timing it also prints the suite's wall time divided by one guest's median
+boot-to-network-evidence time, both measured in the run that wrote the report.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := report.DefaultPath
 			if len(args) == 1 {
@@ -23,6 +30,15 @@ func newReportCommand(_ *globalOptions) *cobra.Command {
 			if err := report.WriteTable(cmd.OutOrStdout(), rep.Results); err != nil {
 				return err
 			}
+			if timing {
+				// A report without guest boots (only rejected scenarios) has no
+				// ratio; say so without failing the table.
+				if t, err := report.SuiteTiming(rep); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "no timing: %v\n", err)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s (%d parallel processes)\n", t, rep.Processes)
+				}
+			}
 			for _, r := range rep.Results {
 				if r.Match != nil && !*r.Match {
 					return &exitError{code: exitFailed, err: nil}
@@ -31,4 +47,6 @@ func newReportCommand(_ *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&timing, "timing", false, "also print the ratio of suite wall time to one guest's boot time")
+	return cmd
 }

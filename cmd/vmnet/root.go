@@ -29,6 +29,10 @@ configured by cloud-init, and probes the VM's static IP from outside the pod.`,
 		newReportCommand(opts),
 		newImageCommand(opts),
 		newLintCommand(opts),
+		newReproCommand(opts),
+		newPlanCommand(opts),
+		newPreflightCommand(opts),
+		newMatrixCommand(opts),
 	)
 	return root
 }

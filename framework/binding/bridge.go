@@ -330,7 +330,7 @@ func ApplyBridge(pod *netns.Namespace, spec BridgeSpec, log *slog.Logger) (*Brid
 
 	res.Duration = time.Since(start)
 	log.Info("bridge binding applied", "netns", pod.Name, "network", spec.NetworkName,
-		"guest-mac", res.GuestMAC, "placeholder", res.PlaceholderKind, "dhcp", res.DHCP != nil, "duration", res.Duration)
+		"guest-mac", res.GuestMAC.String(), "placeholder", res.PlaceholderKind, "dhcp", res.DHCP != nil, "duration", res.Duration)
 	return res, nil
 }
 

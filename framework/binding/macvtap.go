@@ -206,7 +206,7 @@ func AttachMacvtap(node, pod *netns.Namespace, spec MacvtapSpec, log *slog.Logge
 	}
 	res.Duration = time.Since(start)
 	log.Info("macvtap binding applied", "netns", pod.Name, "network", spec.NetworkName, "link", res.PodInterface,
-		"mac", res.MAC, "lower", spec.Lower, "mode", spec.Mode, "duration", res.Duration)
+		"mac", res.MAC.String(), "lower", spec.Lower, "mode", spec.Mode, "duration", res.Duration)
 	return res, nil
 }
 

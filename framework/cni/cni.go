@@ -179,7 +179,7 @@ func (r *Runner) Add(ctx context.Context, pod Pod, att Attachment) (*Result, err
 			out.IPs = append(out.IPs, p)
 		}
 	}
-	r.log.Info("CNI ADD done", "network", nc.Name, "ifname", att.Interface, "mac", out.MAC, "ips", out.IPs, "duration", out.Duration)
+	r.log.Info("CNI ADD done", "network", nc.Name, "ifname", att.Interface, "mac", out.MAC.String(), "ips", out.IPs, "duration", out.Duration)
 	return out, nil
 }
 

@@ -83,7 +83,7 @@ func Start(ns *netns.Namespace, iface string, cfg Config, log *slog.Logger) (*Se
 		return nil, fmt.Errorf("dhcp: create server on %s in netns %s: %w", iface, ns.Name, err)
 	}
 
-	log.Info("DHCP server started", "netns", ns.Name, "iface", iface, "client", cfg.ClientMAC,
+	log.Info("DHCP server started", "netns", ns.Name, "iface", iface, "client", cfg.ClientMAC.String(),
 		"address", cfg.Address, "server-id", cfg.ServerID, "router", cfg.Router, "options", Describe(opts))
 	go func() { s.done <- s.srv.Serve() }()
 	return s, nil
@@ -119,7 +119,7 @@ func (s *Server) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) 
 		s.mu.Lock()
 		s.exchanges = append(s.exchanges, ex)
 		s.mu.Unlock()
-		s.log.Info("DHCP request", "netns", s.ns, "iface", s.iface, "type", ex.Type, "client", ex.ClientMAC,
+		s.log.Info("DHCP request", "netns", s.ns, "iface", s.iface, "type", ex.Type, "client", ex.ClientMAC.String(),
 			"xid", req.TransactionID, "reply", ex.Reply)
 	}()
 

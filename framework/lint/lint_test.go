@@ -71,13 +71,17 @@ func TestChecks(t *testing.T) {
 			check: CheckUnknownField, severity: Error, inFix: "networkData",
 		},
 		{
-			name:  "networkData not YAML",
-			edit:  func(s string) string { return mustReplace(t, s, "            version: 2\n", "            version: [2\n") },
+			name: "networkData not YAML",
+			edit: func(s string) string {
+				return mustReplace(t, s, "            version: 2\n", "            version: [2\n")
+			},
 			check: CheckNetworkDataInvalid, severity: Error,
 		},
 		{
-			name:  "networkData v3",
-			edit:  func(s string) string { return mustReplace(t, s, "            version: 2\n", "            version: 3\n") },
+			name: "networkData v3",
+			edit: func(s string) string {
+				return mustReplace(t, s, "            version: 2\n", "            version: 3\n")
+			},
 			check: CheckNetworkDataInvalid, severity: Error,
 		},
 		{

@@ -46,9 +46,13 @@ type Result struct {
 
 // Report is the JSON document written at the end of a run.
 type Report struct {
-	Provider  string    `json:"provider"`
-	StartedAt time.Time `json:"startedAt"`
-	Results   []Result  `json:"results"`
+	Provider   string    `json:"provider"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+	// Processes is the number of parallel Ginkgo processes that ran the
+	// scenarios.
+	Processes int      `json:"processes,omitempty"`
+	Results   []Result `json:"results"`
 }
 
 // NewResult fills the identifying fields of a result from a scenario.

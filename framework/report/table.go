@@ -39,9 +39,14 @@ func WriteTable(w io.Writer, results []Result) error {
 	return nil
 }
 
+// totalSeconds returns the "total" phase when the provider recorded one,
+// else the sum of the phases.
 func totalSeconds(phases []Phase) float64 {
 	var total float64
 	for _, p := range phases {
+		if p.Name == "total" {
+			return p.Seconds
+		}
 		total += p.Seconds
 	}
 	return total

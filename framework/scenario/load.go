@@ -297,6 +297,7 @@ func (s *Scenario) addHarness(source string, n int, doc []byte, meta typeMeta) e
 	}
 	s.Name = h.Metadata.Name
 	s.Spec = h.Spec
+	s.Harness = true
 	return nil
 }
 

@@ -49,6 +49,8 @@ type Scenario struct {
 	// Spec is the harness section; its zero value means "probe the inferred
 	// address and expect nothing".
 	Spec Spec
+	// Harness reports whether the file has a harness section.
+	Harness bool
 
 	// NADs are the NetworkAttachmentDefinitions in the file.
 	NADs []*nadv1.NetworkAttachmentDefinition

@@ -41,6 +41,10 @@ type Evidence struct {
 	// device is Parent, in any namespace. Nil when the CNI creates none.
 	ParentMACs []string `json:"parentMACs,omitempty"`
 
+	// ReportedStatus is what the VMI's status.interfaces would show for each
+	// secondary network, without a guest agent.
+	ReportedStatus []StatusInterface `json:"reportedStatus,omitempty"`
+
 	// Guest is the guest's own report; nil when none arrived.
 	Guest *Guest `json:"guest,omitempty"`
 	// GuestError is the reason no guest report arrived (timeout, qemu exit).
@@ -63,6 +67,17 @@ type Link struct {
 	Mode      string   `json:"mode,omitempty"`
 	MTU       int      `json:"mtu"`
 	Addresses []string `json:"addresses,omitempty"`
+}
+
+// StatusInterface is one entry of a VMI's status.interfaces.
+type StatusInterface struct {
+	Name string `json:"name"`
+	MAC  string `json:"mac,omitempty"`
+	// IPAddresses come from virt-handler's pod interface cache: the
+	// addresses the CNI plugin's IPAM put on the pod link, not what the
+	// guest configured (kubevirt v1.9.0 pkg/network/setup/netstat.go,
+	// updateIfacesStatusFromPodCache).
+	IPAddresses []string `json:"ipAddresses,omitempty"`
 }
 
 // Guest is what the guest reported about itself on its serial console.
@@ -108,11 +123,14 @@ type Echo struct {
 // layer alone, whatever the guest's IP configuration.
 type Unicast struct {
 	Frames int `json:"frames"`
-	// GuestPort is the link whose counter shows delivery toward the guest
-	// (the tap for bridge binding, the macvtap link for macvtap binding),
-	// and Delivered is how much that counter rose.
-	GuestPort string `json:"guestPort"`
-	Delivered uint64 `json:"delivered"`
+	// PodLink is the pod's end of the attachment, through which every frame
+	// for the guest must pass: <hash>-nic for the bridge binding, the
+	// macvtap link for the macvtap binding. ReachedPod is how much its
+	// receive counter (packets and drops) rose. Frames that reach it go on to
+	// the guest's tap; whether qemu then reads them depends on the guest's
+	// NIC state, so the tap is not counted.
+	PodLink    string `json:"podLink"`
+	ReachedPod uint64 `json:"reachedPod"`
 	// ParentOtherhostDropped is how much the parent link's
 	// rx_otherhost_dropped counter rose: frames the parent's own stack
 	// received for a MAC that is not its own and dropped.

@@ -80,9 +80,9 @@ func (v Verdict) String() string {
 	return fmt.Sprintf("%s (%s)", v.Outcome, strings.Join(v.CauseNames(), ", "))
 }
 
-// deliveryThreshold is the share of unicast frames that must reach the
-// guest's port for the link layer to count as delivering. Background frames
-// (the guest's own broadcasts flooded back, DHCP replies) only ever add to the
+// deliveryThreshold is the share of unicast frames that must reach the pod
+// link for the link layer to count as delivering. Background frames
+// (broadcasts, the peer's ARP and IPv6 neighbour traffic) only ever add to the
 // counter, so a delivering path is at or above the number of frames sent, and
 // a dropping one stays near zero.
 const deliveryThreshold = 0.5
@@ -134,12 +134,12 @@ func Derive(e *Evidence) Verdict {
 
 	// What the link layer did with frames for the guest MAC.
 	if u := e.Unicast; u != nil && u.Frames > 0 {
-		delivered := float64(u.Delivered) >= deliveryThreshold*float64(u.Frames)
+		delivered := float64(u.ReachedPod) >= deliveryThreshold*float64(u.Frames)
 		if !delivered {
 			onParent := slices.ContainsFunc(e.ParentMACs, func(m string) bool { return strings.EqualFold(m, e.GuestMAC) })
 			evidence := []string{
-				fmt.Sprintf("%d Ethernet frames sent from the external peer to the guest MAC %s: %s rose by %d, the parent %s dropped %d as not addressed to it (rx_otherhost_dropped)",
-					u.Frames, e.GuestMAC, u.GuestPort, u.Delivered, e.Parent, u.ParentOtherhostDropped),
+				fmt.Sprintf("%d Ethernet frames sent from the external peer to the guest MAC %s: the pod link %s received %d, the parent %s dropped %d as not addressed to it (rx_otherhost_dropped)",
+					u.Frames, e.GuestMAC, u.PodLink, u.ReachedPod, e.Parent, u.ParentOtherhostDropped),
 			}
 			if e.CNI == "macvlan" && !onParent {
 				evidence = append(evidence, fmt.Sprintf("macvlan links on parent %s carry %s; the guest MAC %s is on none of them, so the macvlan driver hands its frames to the parent's own stack",

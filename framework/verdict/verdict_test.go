@@ -49,7 +49,7 @@ func TestDerive(t *testing.T) {
 			evidence: Evidence{CNI: "macvlan", Parent: "vmnet0", ParentMACs: []string{"aa:bb:cc:00:00:01"},
 				Probe: "192.0.2.10", GuestMAC: guestMAC, Guest: guestWith("192.0.2.10/24"),
 				ARP: &ARP{Requests: 1, ReplyMAC: guestMAC}, Echo: &Echo{Sent: 3},
-				Unicast: &Unicast{Frames: 10, GuestPort: "tapx", Delivered: 0, ParentOtherhostDropped: 10}},
+				Unicast: &Unicast{Frames: 10, PodLink: "x-nic", ReachedPod: 0, ParentOtherhostDropped: 10}},
 			wantOutcome: scenario.Unreachable,
 			wantCauses:  []string{CauseGuestMACOnNoMacvlan},
 		},
@@ -58,7 +58,7 @@ func TestDerive(t *testing.T) {
 			evidence: Evidence{CNI: "macvlan", Parent: "vmnet0", ParentMACs: []string{"aa:bb:cc:00:00:01"},
 				Probe: "192.0.2.10", GuestMAC: guestMAC, Guest: guestWith(),
 				ARP: &ARP{Requests: 3}, Echo: &Echo{Sent: 3},
-				Unicast: &Unicast{Frames: 10, GuestPort: "tapx", ParentOtherhostDropped: 10}},
+				Unicast: &Unicast{Frames: 10, PodLink: "x-nic", ParentOtherhostDropped: 10}},
 			wantOutcome: scenario.Unreachable,
 			wantCauses:  []string{CauseGuestHasNoAddress, CauseGuestMACOnNoMacvlan},
 		},
@@ -66,7 +66,7 @@ func TestDerive(t *testing.T) {
 			name: "no address on a delivering path",
 			evidence: Evidence{CNI: "bridge", Probe: "192.0.2.10", GuestMAC: guestMAC, Guest: guestWith(),
 				ARP: &ARP{Requests: 3}, Echo: &Echo{Sent: 3},
-				Unicast: &Unicast{Frames: 10, GuestPort: "tapx", Delivered: 12}},
+				Unicast: &Unicast{Frames: 10, PodLink: "x-nic", ReachedPod: 12}},
 			wantOutcome: scenario.Unreachable,
 			wantCauses:  []string{CauseGuestHasNoAddress},
 		},
@@ -99,7 +99,7 @@ func TestDerive(t *testing.T) {
 		{
 			name: "ARP unanswered",
 			evidence: Evidence{CNI: "bridge", Probe: "192.0.2.10", GuestMAC: guestMAC, Guest: guestWith("192.0.2.10/24"),
-				ARP: &ARP{Requests: 3}, Echo: &Echo{Sent: 3}, Unicast: &Unicast{Frames: 10, Delivered: 10}},
+				ARP: &ARP{Requests: 3}, Echo: &Echo{Sent: 3}, Unicast: &Unicast{Frames: 10, PodLink: "x-nic", ReachedPod: 10}},
 			wantOutcome: scenario.Unreachable,
 			wantCauses:  []string{CauseNoARPReply},
 		},
@@ -113,7 +113,7 @@ func TestDerive(t *testing.T) {
 		{
 			name: "echo lost with nothing else wrong",
 			evidence: Evidence{CNI: "bridge", Probe: "192.0.2.10", GuestMAC: guestMAC, Guest: guestWith("192.0.2.10/24"),
-				ARP: &ARP{Requests: 1, ReplyMAC: guestMAC}, Echo: &Echo{Sent: 3}, Unicast: &Unicast{Frames: 10, Delivered: 10}},
+				ARP: &ARP{Requests: 1, ReplyMAC: guestMAC}, Echo: &Echo{Sent: 3}, Unicast: &Unicast{Frames: 10, PodLink: "x-nic", ReachedPod: 10}},
 			wantOutcome: scenario.Unreachable,
 			wantCauses:  []string{CauseEchoLost},
 		},
@@ -141,7 +141,7 @@ func TestDerive(t *testing.T) {
 func TestCompareMismatchShowsExpectedObservedEvidence(t *testing.T) {
 	e := &Evidence{CNI: "macvlan", Parent: "vmnet0", Probe: "192.0.2.10", GuestMAC: guestMAC, Guest: guestWith("192.0.2.10/24"),
 		ARP: &ARP{Requests: 1, ReplyMAC: guestMAC}, Echo: &Echo{Sent: 3},
-		Unicast: &Unicast{Frames: 10, GuestPort: "tapx", ParentOtherhostDropped: 10}}
+		Unicast: &Unicast{Frames: 10, PodLink: "x-nic", ParentOtherhostDropped: 10}}
 	v := Derive(e)
 
 	err := Compare("macvlan-nic-name", scenario.Expectation{Outcome: scenario.Reachable}, v, e)

@@ -10,6 +10,7 @@ import (
 	_ "github.com/onsi/ginkgo/v2"
 	_ "github.com/onsi/gomega"
 	_ "github.com/prometheus-community/pro-bing"
+	_ "github.com/schollz/progressbar/v3"
 	_ "github.com/spf13/cobra"
 	_ "github.com/vishvananda/netlink"
 	_ "github.com/vishvananda/netns"
@@ -20,5 +21,4 @@ import (
 	_ "sigs.k8s.io/e2e-framework/klient"
 	_ "sigs.k8s.io/kind/pkg/cluster"
 	_ "sigs.k8s.io/yaml"
-	_ "github.com/schollz/progressbar/v3"
 )
