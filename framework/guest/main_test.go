@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmnet-e2e/vmnet-e2e/framework/cleanup"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/cloudinit"
+	"github.com/vmnet-e2e/vmnet-e2e/framework/link"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/netns"
 )
 
@@ -125,7 +126,12 @@ func newGuestNetwork(tb testing.TB, name string, macs ...string) *guestNetwork {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		file, err := OpenTap(ns, tapName)
+		h, err := link.NewHandle(ns)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		file, err := link.OpenTap(h, tapName)
+		h.Close()
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -23,7 +23,8 @@ import (
 
 // NIC is one guest network interface backed by a tap file descriptor.
 type NIC struct {
-	// Tap is an open tap (or macvtap) file; see OpenTap and OpenMacvtap.
+	// Tap is an open tap (or macvtap) file; see link.OpenTap and
+	// link.OpenMacvtap.
 	// qemu receives a duplicate, so the caller may close it after Start.
 	Tap *os.File
 	// MAC is the guest NIC's MAC address.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vmnet-e2e/vmnet-e2e/framework/netns"
@@ -16,8 +17,11 @@ import (
 
 // OpenTap attaches to an existing tap device and returns its queue file, as
 // qemu's `-netdev tap,fd=N` expects: /dev/net/tun with TUNSETIFF
-// IFF_TAP|IFF_NO_PI. Opening it gives the tap carrier; closing the last file
-// takes the carrier away again (a persistent tap stays).
+// IFF_TAP|IFF_NO_PI, plus IFF_MULTI_QUEUE when the tap was created
+// multi-queue (TUNSETIFF rejects a mismatch with EINVAL). Opening it gives the
+// tap carrier; closing the last file takes the carrier away again (a
+// persistent tap stays). The file stays bound to the device, so qemu can run
+// in any namespace.
 //
 // NOTE: TUNSETIFF looks the device up in the namespace of the thread that
 // opened /dev/net/tun, so both happen inside h.Namespace.Do. The file is
@@ -26,8 +30,21 @@ func OpenTap(h *Handle, name string) (*os.File, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
+	l, err := ByName(h, name)
+	if err != nil {
+		return nil, err
+	}
+	tuntap, ok := l.(*netlink.Tuntap)
+	if !ok || tuntap.Mode != netlink.TUNTAP_MODE_TAP {
+		return nil, h.wrap("open tap", name, fmt.Errorf("the link is a %s, not a tap device", l.Type()))
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if tuntap.Flags&netlink.TUNTAP_MULTI_QUEUE != 0 {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+
 	var fd int
-	err := h.Namespace.Do(func() error {
+	err = h.Namespace.Do(func() error {
 		var err error
 		fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -38,7 +55,7 @@ func OpenTap(h *Handle, name string) (*os.File, error) {
 			unix.Close(fd)
 			return err
 		}
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+		ifr.SetUint16(flags)
 		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("TUNSETIFF: %w", err)
@@ -49,6 +66,36 @@ func OpenTap(h *Handle, name string) (*os.File, error) {
 		return nil, h.wrap("open tap", name, err)
 	}
 	return os.NewFile(uintptr(fd), "tap:"+name), nil
+}
+
+// TapName returns the name of the tap or macvtap device f is attached to
+// (TUNGETIFF).
+func TapName(f *os.File) (string, error) {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var name string
+	var ioctlErr error
+	err = conn.Control(func(fd uintptr) {
+		ifr, err := unix.NewIfreq("")
+		if err != nil {
+			ioctlErr = err
+			return
+		}
+		if err := unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr); err != nil {
+			ioctlErr = err
+			return
+		}
+		name = ifr.Name()
+	})
+	if err != nil {
+		return "", err
+	}
+	if ioctlErr != nil {
+		return "", fmt.Errorf("link: TUNGETIFF on %s: %w", f.Name(), ioctlErr)
+	}
+	return name, nil
 }
 
 // MacvtapDevice identifies the character device of a macvtap link.

@@ -1,31 +1,20 @@
-package guest
+package link_test
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmnet-e2e/vmnet-e2e/framework/cleanup"
+	"github.com/vmnet-e2e/vmnet-e2e/framework/link"
+	"github.com/vmnet-e2e/vmnet-e2e/framework/link/linktest"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/netns"
 )
 
-func newTestNamespace(t *testing.T, name string) *netns.Namespace {
-	t.Helper()
-	ns, err := netns.Create(fmt.Sprintf("vmnet-%s-%d", name, os.Getpid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := testLedger.Track(cleanup.Resource{Kind: cleanup.KindNetns, Name: ns.Name}, func(context.Context) error { return ns.Delete() })
-	t.Cleanup(func() { _ = h.Release(context.Background()) })
-	return ns
-}
-
-func TestOpenTapPersistent(t *testing.T) {
-	requireRoot(t)
-	ns := newTestNamespace(t, "opentap")
+func TestOpenTapSingleAndMultiQueue(t *testing.T) {
+	linktest.RequireRoot(t)
+	ns := linktest.Namespace(t, linktest.Ledger(t), "opentap")
+	h := linktest.Handle(t, ns)
 
 	taps := map[string]*netlink.Tuntap{
 		"tapsingle": {LinkAttrs: netlink.LinkAttrs{Name: "tapsingle"}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_NO_PI},
@@ -49,12 +38,12 @@ func TestOpenTapPersistent(t *testing.T) {
 
 	for name := range taps {
 		t.Run(name, func(t *testing.T) {
-			f, err := OpenTap(ns, name)
+			f, err := link.OpenTap(h, name)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			got, err := TapName(f)
+			got, err := link.TapName(f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +53,7 @@ func TestOpenTapPersistent(t *testing.T) {
 		})
 	}
 
-	if _, err := OpenTap(ns, "lo"); err == nil {
+	if _, err := link.OpenTap(h, "lo"); err == nil {
 		t.Errorf("OpenTap accepted lo, which is not a tap")
 	}
 }
@@ -73,12 +62,13 @@ func TestOpenTapPersistent(t *testing.T) {
 // namespaces, so both have a device named tap<ifindex>, and checks that each
 // open reaches its own link.
 func TestOpenMacvtapSameIfindex(t *testing.T) {
-	requireRoot(t)
+	linktest.RequireRoot(t)
+	ledger := linktest.Ledger(t)
 
 	indexes := map[string]int{}
 	namespaces := map[string]*netns.Namespace{}
 	for _, name := range []string{"mvtapa", "mvtapb"} {
-		ns := newTestNamespace(t, name)
+		ns := linktest.Namespace(t, ledger, name)
 		namespaces[name] = ns
 		err := ns.Do(func() error {
 			// A port-less bridge is the macvtap's parent, so nothing leaves the
@@ -97,12 +87,12 @@ func TestOpenMacvtapSameIfindex(t *testing.T) {
 			if err := netlink.LinkAdd(mvtap); err != nil {
 				return fmt.Errorf("create macvtap: %w", err)
 			}
-			link, err := netlink.LinkByName(name)
+			l, err := netlink.LinkByName(name)
 			if err != nil {
 				return err
 			}
-			indexes[name] = link.Attrs().Index
-			return netlink.LinkSetUp(link)
+			indexes[name] = l.Attrs().Index
+			return netlink.LinkSetUp(l)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -113,11 +103,11 @@ func TestOpenMacvtapSameIfindex(t *testing.T) {
 	}
 
 	for name, ns := range namespaces {
-		f, err := OpenMacvtap(ns, name)
+		f, _, err := link.OpenMacvtap(linktest.Handle(t, ns), name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := TapName(f)
+		got, err := link.TapName(f)
 		_ = f.Close()
 		if err != nil {
 			t.Fatal(err)
