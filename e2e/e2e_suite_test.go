@@ -1,7 +1,7 @@
 // Package e2e runs every scenario under scenarios/ as one Ginkgo spec on the
-// provider chosen with VMNET_PROVIDER (local by default, or kind), asserts the
-// observed verdict against the scenario's expectation, writes the JSON report
-// and prints the verdict table at the end.
+// provider chosen with VMNET_PROVIDER (local by default, or kind). Each spec
+// asserts the observed verdict against the scenario's expectation. At the end
+// the suite writes the JSON report and prints the verdict table.
 package e2e
 
 import (
@@ -78,7 +78,7 @@ var _ = SynchronizedAfterSuite(func() {}, func(ctx SpecContext) {
 }, NodeTimeout(10*time.Minute))
 
 // ReportAfterSuite runs once, after every parallel process has finished, so
-// it sees every spec's result.
+// it receives every spec's result.
 var _ = ReportAfterSuite("verdict table and JSON report", func(r Report) {
 	rep := report.Report{Provider: *providerName, StartedAt: r.StartTime, FinishedAt: r.EndTime, Processes: r.SuiteConfig.ParallelTotal}
 	for _, spec := range r.SpecReports {

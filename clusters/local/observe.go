@@ -29,9 +29,9 @@ import (
 
 // Time limits of one scenario run.
 const (
-	// networkEvidenceTimeout bounds the wait for the guest's early evidence:
-	// 30 to 60 s for one TCG guest alone, about 75 s with three on two cores,
-	// measured on a 2-core machine; the rest is margin for a loaded host.
+	// networkEvidenceTimeout bounds the wait for the guest's early evidence.
+	// On a 2-core machine it took 30 to 60 s for one TCG guest alone and up to
+	// about 100 s with three at once, so the rest is margin for a loaded host.
 	networkEvidenceTimeout = 5 * time.Minute
 	// teardownTimeout bounds cleanup after the scenario's own context ended,
 	// so that an interrupted run still removes what it built.
@@ -69,11 +69,11 @@ type guestNIC struct {
 	tapName string
 }
 
-// Observe runs one scenario: it builds the topology, runs CNI ADD as Multus
-// would, applies the VMI's bindings as KubeVirt would, boots the guest, waits
-// until the guest reports its network configured, probes the static IP from
-// the external namespace and returns everything it saw. Everything it built
-// is removed before it returns.
+// Observe runs one scenario and returns everything it saw. It builds the
+// topology, runs CNI ADD as Multus would and applies the VMI's bindings as
+// KubeVirt would. Then it boots the guest, waits until the guest reports its
+// network configured, and probes the static IP from the external namespace.
+// Everything it built is removed before it returns.
 func (p *Provider) Observe(ctx context.Context, s *scenario.Scenario, phases *report.Phases) (ev *verdict.Evidence, err error) {
 	ev = &verdict.Evidence{}
 	if s.Rejection != nil {
@@ -354,7 +354,8 @@ func (r *run) bindPodNetwork(a scenario.Attachment) (guestNIC, error) {
 	mac := a.MAC
 	if mac == nil {
 		// KubeVirt's masquerade binding gives the guest the pod's eth0 MAC
-		// unless the spec sets one; a locally administered MAC stands in.
+		// unless the spec sets one. A locally administered MAC replaces it
+		// here because no eth0 exists.
 		mac = net.HardwareAddr{0x02, 0x00, 0x00, 0x00, 0x00, byte(a.Index + 1)}
 	}
 	return guestNIC{attachment: a, tap: tap, mac: mac, podLink: name, tapName: name}, nil

@@ -1,7 +1,7 @@
-// Package local is the embedded provider: it rebuilds on this machine, in
-// network namespaces it creates, the data plane Multus and KubeVirt build for a
-// VM on a secondary network, and boots a real guest under qemu (TCG)
-// configured by real cloud-init from a NoCloud seed.
+// Package local is the embedded provider. In network namespaces it creates on
+// this machine, it rebuilds the data plane Multus and KubeVirt build for a VM
+// on a secondary network. It boots a real guest under qemu (TCG), configured
+// by real cloud-init from a NoCloud seed.
 //
 // What runs for real: the CNI plugin binaries (Debian's
 // containernetworking-plugins), the Linux bridge, macvlan, macvtap and tap

@@ -21,10 +21,10 @@ const (
 	externalLink = "eth0"
 )
 
-// topology is what one scenario run builds around its pods: a node
-// namespace standing for the kind node, with a bridge per parent link the NADs
-// name (the macvlan or macvtap master, the linux-bridge plugin's bridge), and
-// an external namespace standing for a host outside every pod, joined to one
+// topology is the part of one scenario run around its pods. The node
+// namespace replaces the kind node and holds a bridge per parent link the
+// NADs name (the macvlan or macvtap master, the linux-bridge plugin's
+// bridge). The external namespace is a host outside every pod, joined to one
 // parent bridge by a veth and addressed in the probed subnet.
 type topology struct {
 	Node     *netns.Namespace

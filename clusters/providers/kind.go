@@ -18,8 +18,8 @@ import (
 	"github.com/vmnet-e2e/vmnet-e2e/framework/verdict"
 )
 
-// PlanNonce is the evidence nonce shown in dry-run plans, so that a plan is
-// the same from one run to the next; real runs draw a random one.
+// PlanNonce is the evidence nonce shown in dry-run plans, which keeps a plan
+// the same from one run to the next. Real runs draw a random one.
 const PlanNonce = "0000000000000000"
 
 // KindHarnessOptions returns the kind provider options that connect it to

@@ -29,7 +29,7 @@ type Options struct {
 	Scenarios []*scenario.Scenario
 }
 
-// Names lists the providers New knows.
+// Names lists the providers New creates.
 var Names = []string{"local", "kind"}
 
 // New returns the provider called name.

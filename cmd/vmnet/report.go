@@ -32,7 +32,7 @@ boot-to-network-evidence time, both measured in the run that wrote the report.`,
 			}
 			if timing {
 				// A report without guest boots (only rejected scenarios) has no
-				// ratio; say so without failing the table.
+				// ratio, which is not an error of the table.
 				if t, err := report.SuiteTiming(rep); err != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "no timing: %v\n", err)
 				} else {

@@ -20,7 +20,7 @@ import (
 	"github.com/vmnet-e2e/vmnet-e2e/framework/verdict"
 )
 
-// reproOutput is what `repro -o json` prints.
+// reproOutput is the document `repro -o json` prints.
 type reproOutput struct {
 	Scenario string            `json:"scenario"`
 	Provider string            `json:"provider"`

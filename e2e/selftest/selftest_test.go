@@ -1,6 +1,6 @@
 // Package selftest proves that the scenario suite fails when an expectation
-// is wrong: it runs the suite on a copy of a scenario whose expectation was
-// edited and checks that the run fails on that spec, printing expected,
+// is wrong. It runs the suite on a copy of a scenario whose expectation was
+// edited, and checks that the run fails on that spec and prints expected,
 // observed and the evidence.
 package selftest
 

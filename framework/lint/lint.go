@@ -1,8 +1,8 @@
-// Package lint finds, without a cluster, a guest or root, the problems in a
-// user's NAD and VM manifests that decide whether a static IP on a secondary
-// network can answer: fields the API server rejects, networkData cloud-init
-// cannot use as written, names the guest will not have, MAC handling, and the
-// macvlan + bridge binding combination.
+// Package lint finds the problems in a user's NAD and VM manifests that keep
+// a static IP on a secondary network from being reachable, without a
+// cluster, a guest or root. It checks fields the API server rejects,
+// networkData cloud-init cannot use as written, names the guest will not
+// have, MAC handling, and the macvlan + bridge binding combination.
 //
 // Every check states its source: the KubeVirt v1.9.0, cloud-init 22.4.2,
 // Multus v4.3.0 or Linux behaviour it predicts. The local provider's runs
@@ -22,8 +22,8 @@ import (
 type Severity string
 
 const (
-	// Error: the static IP will not answer, or the API server rejects the
-	// manifest.
+	// Error: the static IP will not be reachable, or the API server rejects
+	// the manifest.
 	Error Severity = "error"
 	// Warning: it works only under conditions the manifest does not pin
 	// down.
@@ -103,8 +103,8 @@ func unknownFields(s *scenario.Scenario) []Finding {
 // macvlanBridge flags a macvlan NAD under KubeVirt's bridge binding. The
 // binding gives the macvlan link the in-pod bridge's MAC and the guest the
 // link's original MAC (kubevirt v1.9.0 pkg/network/setup/netpod/netpod.go,
-// bridgeBindingSpec), and a non-passthru macvlan passes unicast for a MAC that
-// no macvlan on the parent carries to the parent's own stack, which drops it
+// bridgeBindingSpec). A non-passthru macvlan passes unicast for a MAC that no
+// macvlan on the parent carries to the parent's own stack, which drops it
 // (Linux drivers/net/macvlan.c, macvlan_handle_frame).
 func macvlanBridge(s *scenario.Scenario) []Finding {
 	var out []Finding

@@ -36,9 +36,9 @@ type UnicastOptions struct {
 
 // SendUnicast sends Ethernet frames addressed to the MAC dst from iface
 // inside ns, through a packet socket created inside ns, without ARP. Each
-// frame carries an IPv4 UDP datagram to the discard port, so a stack that
-// receives a frame for a MAC that is not its own drops it in ip_rcv_core and
-// counts it in rx_otherhost_dropped, as it does for ICMP echo. It tests the
+// frame carries an IPv4 UDP datagram to the discard port. A stack that
+// receives such a frame for a MAC that is not its own drops it in ip_rcv_core
+// and counts it in rx_otherhost_dropped, as it does for ICMP echo. It tests the
 // link layer alone: whether a frame for dst reaches the port behind which dst
 // lives, whatever the IP configuration of the host that owns dst. Compare link
 // counters (SnapshotCounters) before and after the call to see where the

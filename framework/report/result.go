@@ -17,7 +17,7 @@ import (
 	"github.com/vmnet-e2e/vmnet-e2e/framework/verdict"
 )
 
-// DefaultPath is where suites write the JSON report unless given another path.
+// DefaultPath is the JSON report path suites use unless given another.
 const DefaultPath = "artifacts/report.json"
 
 // Result is one scenario's record in the report.

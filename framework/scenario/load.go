@@ -257,14 +257,14 @@ func (s *Scenario) addDocument(source string, n int, doc []byte, vmCount *int) e
 		}
 		*vmCount++
 		if *vmCount > 1 {
-			return inputErrorf(source, "document %d: a second VirtualMachine or VirtualMachineInstance (%q): a scenario holds exactly one; split the file", n, meta.Metadata.Name)
+			return inputErrorf(source, "document %d: a second VirtualMachine or VirtualMachineInstance (%q): a scenario contains exactly one; split the file", n, meta.Metadata.Name)
 		}
 		if err := s.addVM(source, n, doc, meta.Kind); err != nil {
 			return err
 		}
 
 	default:
-		return inputErrorf(source, "document %d: unsupported object %s %q (apiVersion %s): a scenario holds NetworkAttachmentDefinitions (k8s.cni.cncf.io/v1), one VirtualMachine or VirtualMachineInstance (kubevirt.io/v1) and an optional %s (%s)",
+		return inputErrorf(source, "document %d: unsupported object %s %q (apiVersion %s): a scenario contains NetworkAttachmentDefinitions (k8s.cni.cncf.io/v1), one VirtualMachine or VirtualMachineInstance (kubevirt.io/v1) and an optional %s (%s)",
 			n, meta.Kind, meta.Metadata.Name, meta.APIVersion, Kind, APIVersion)
 	}
 
@@ -282,7 +282,7 @@ func (s *Scenario) addHarness(source string, n int, doc []byte, meta typeMeta) e
 		return inputErrorf(source, "document %d: %s has apiVersion %q: use %s", n, Kind, meta.APIVersion, APIVersion)
 	}
 	if s.Name != "" {
-		return inputErrorf(source, "document %d: a second %s section: a file holds at most one", n, Kind)
+		return inputErrorf(source, "document %d: a second %s section: a file contains at most one", n, Kind)
 	}
 	var h harnessFile
 	if unknown, err := unknownFields(doc, &h); err == nil && len(unknown) > 0 {

@@ -25,8 +25,8 @@ const (
 	BindingMacvtap Binding = "macvtap"
 )
 
-// Attachment is one VMI interface with its network, in spec order. The
-// guest sees NICs in this order.
+// Attachment is one VMI interface with its network. The guest's NICs follow
+// the order of spec.domain.devices.interfaces.
 type Attachment struct {
 	// Index is the interface's position in spec.domain.devices.interfaces.
 	Index int
@@ -233,8 +233,8 @@ const MacvtapResourcePrefix = "macvtap.network.kubevirt.io/"
 
 // MacvtapLowerDevice returns the parent link of a macvtap NAD: the
 // resource name after MacvtapResourcePrefix. macvtap-cni v0.13.1 maps that
-// name to a lower device through its device plugin's ConfigMap; the harness
-// (and its kind provider's ConfigMap) uses the same name for both, as
+// name to a lower device through its device plugin's ConfigMap. The harness,
+// and the ConfigMap of its kind provider, use the same name for both, as
 // macvtap-cni's auto-discovery does for the links it finds.
 func MacvtapLowerDevice(nad *nadv1.NetworkAttachmentDefinition) string {
 	resource := nad.Annotations["k8s.v1.cni.cncf.io/resourceName"]

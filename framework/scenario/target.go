@@ -19,8 +19,8 @@ type Target struct {
 	Prefix  netip.Prefix
 	// Peer is the external peer's address in the same subnet.
 	Peer netip.Prefix
-	// Source says where the address comes from: "spec.probe", "networkData"
-	// or "NAD IPAM".
+	// Source is the origin of the address: "spec.probe", "networkData" or
+	// "NAD IPAM".
 	Source string
 }
 

@@ -22,13 +22,13 @@ const (
 	Kind       = "Scenario"
 )
 
-// Outcome is what a probe from outside the pod finds.
+// Outcome is the result of probing the static IP from outside the pod.
 type Outcome string
 
 const (
-	// Reachable means the static IP answered ICMP echo from the external peer.
+	// Reachable means the static IP replied to ICMP echo from the external peer.
 	Reachable Outcome = "reachable"
-	// Unreachable means the VM was created but its static IP did not answer.
+	// Unreachable means the VM was created but its static IP sent no reply.
 	Unreachable Outcome = "unreachable"
 	// Rejected means the API server would refuse the manifests, so no VM runs.
 	Rejected Outcome = "rejected"
