@@ -17,7 +17,7 @@ import (
 
 // unknownFields returns the paths of every field in doc that the Go type of
 // obj does not declare, in the path form the API server writes
-// ("spec.template.spec.networks[0].ipAddress"), sorted.
+// ("spec.template.spec.networks[0].ipAddress"), in the server's order.
 //
 // Strict JSON decoding cannot find these for KubeVirt objects: kubevirt.io/api
 // v1.9.0 gives VirtualMachineInstanceSpec, PodNetwork and DHCPOptions their own
@@ -28,9 +28,6 @@ import (
 // schema/pruning PruneWithOptions, which sorts the paths). KubeVirt generates
 // that schema from the same Go types, so walking the types by their json tags
 // finds the same fields, with the exceptions in preservesUnknownFields.
-//
-// NOTE: the server lists unknown metadata fields before the pruned ones; this
-// function sorts all paths together, which differs only when both occur.
 func unknownFields(doc []byte, obj any) ([]string, error) {
 	var value any
 	if err := json.Unmarshal(doc, &value); err != nil {
@@ -38,8 +35,28 @@ func unknownFields(doc []byte, obj any) ([]string, error) {
 	}
 	var paths []string
 	walkKnown(value, reflect.TypeOf(obj), "", &paths)
-	sort.Strings(paths)
-	return paths, nil
+	return serverOrder(paths), nil
+}
+
+// serverOrder sorts paths in the order kube-apiserver reports them for a
+// custom resource: first the unknown fields of the top-level metadata, which
+// strict decoding of the metadata (re-encoded with sorted keys) finds in
+// schema/objectmeta GetObjectMetaWithOptions, then the pruned fields, which
+// schema/pruning PruneWithOptions sorts. unstructuredSchemaCoercer.apply
+// appends them in that order (k8s.io/apiextensions-apiserver v0.35.4,
+// pkg/apiserver/customresource_handler.go).
+func serverOrder(paths []string) []string {
+	var metadata, pruned []string
+	for _, p := range paths {
+		if strings.HasPrefix(p, "metadata.") {
+			metadata = append(metadata, p)
+		} else {
+			pruned = append(pruned, p)
+		}
+	}
+	sort.Strings(metadata)
+	sort.Strings(pruned)
+	return append(metadata, pruned...)
 }
 
 // preservesUnknownFields lists the types whose CRD schema carries
