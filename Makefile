@@ -92,7 +92,7 @@ cleanup:
 
 bench:
 	@scripts/require-root.sh bench
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./framework/guest ./e2e
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./framework/guest
 
 # CELL selects one cell of clusters/matrix.yaml: `make matrix` lists the
 # cells, `make e2e CELL=<name>` or `make matrix CELL=<name>` runs one.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/vmnet-e2e/vmnet-e2e/clusters"
 	"github.com/vmnet-e2e/vmnet-e2e/clusters/kind"
@@ -45,7 +47,37 @@ func New(_ context.Context, name string, opts Options) (clusters.Provider, error
 		if opts.ArtifactsDir != "" {
 			kindOpts = append(kindOpts, kind.WithArtifactsDir(filepath.Join(opts.ArtifactsDir, "kind")))
 		}
-		return kind.New(kindOpts...)
+		envOpts, err := kindEnvOptions()
+		if err != nil {
+			return nil, err
+		}
+		return kind.New(append(kindOpts, envOpts...)...)
 	}
 	return nil, fmt.Errorf("unknown provider %q: use one of %v", name, Names)
+}
+
+// kindEnvOptions reads the kind settings a user of `make e2e PROVIDER=kind`
+// can set: VMNET_KIND_CLUSTER names the cluster (an existing one is reused
+// and never deleted), VMNET_KIND_KEEP=1 keeps a cluster the run created, and
+// VMNET_KIND_WORKERS sets the number of worker nodes.
+func kindEnvOptions() ([]kind.Option, error) {
+	var opts []kind.Option
+	if name := os.Getenv("VMNET_KIND_CLUSTER"); name != "" {
+		opts = append(opts, kind.WithClusterName(name))
+	}
+	if keep := os.Getenv("VMNET_KIND_KEEP"); keep != "" {
+		value, err := strconv.ParseBool(keep)
+		if err != nil {
+			return nil, fmt.Errorf("VMNET_KIND_KEEP=%q is not a boolean: use 1 or 0", keep)
+		}
+		opts = append(opts, kind.WithKeep(value))
+	}
+	if workers := os.Getenv("VMNET_KIND_WORKERS"); workers != "" {
+		n, err := strconv.Atoi(workers)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("VMNET_KIND_WORKERS=%q is not a positive number of worker nodes", workers)
+		}
+		opts = append(opts, kind.WithWorkers(n))
+	}
+	return opts, nil
 }
