@@ -20,12 +20,17 @@ TEST_LABELS ?= strategy: containsAny {ip-address-field, cloud-init-nic-name} && 
 GINKGO := $(GO) tool ginkgo
 VMNET := $(GO) run ./cmd/vmnet
 
-.PHONY: all deps image apiserver test unit e2e e2e-local e2e-kind report cleanup bench vet
+.PHONY: all deps image apiserver vmnet test unit e2e e2e-local e2e-kind report cleanup bench vet
 
 all: test
 
 deps:
 	@scripts/install-deps.sh
+
+# vmnet builds the CLI as bin/vmnet. Run it from there rather than with
+# `go run`, which turns every non-zero exit status into 1.
+vmnet:
+	$(GO) build -o bin/vmnet ./cmd/vmnet
 
 image: deps
 	@scripts/require-root.sh image
@@ -53,10 +58,9 @@ test: deps
 	$(VMNET) image build
 	$(MAKE) apiserver
 	$(MAKE) unit
-	$(GINKGO) --procs=2 --timeout=30m --label-filter='$(TEST_LABELS)' \
+	$(GINKGO) --procs=2 --timeout=30m --fail-on-empty --label-filter='$(TEST_LABELS)' \
 		--junit-report=junit-test.xml --output-dir=$(ARTIFACTS) ./e2e -- \
 		-vmnet.report=$(CURDIR)/$(ARTIFACTS)/report-test.json -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
-	$(VMNET) report $(ARTIFACTS)/report-test.json
 
 ifeq ($(CELL),)
 e2e: e2e-$(PROVIDER)
@@ -67,20 +71,22 @@ endif
 e2e-local: deps
 	@scripts/require-root.sh e2e
 	$(VMNET) image build
-	VMNET_PROVIDER=local $(GINKGO) --procs=$(PROCS) --timeout=60m --label-filter='$(LABEL_FILTER)' \
+	rm -f $(REPORT)
+	VMNET_PROVIDER=local $(GINKGO) --procs=$(PROCS) --timeout=60m --fail-on-empty --label-filter='$(LABEL_FILTER)' \
 		--junit-report=junit.xml --output-dir=$(ARTIFACTS) ./e2e -- \
 		-vmnet.report=$(CURDIR)/$(REPORT) -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
-	$(VMNET) report --timing $(REPORT)
+	$(VMNET) report --no-table --timing $(REPORT)
 
 e2e-kind:
 ifneq ($(DRY_RUN),)
-	$(VMNET) plan --provider kind --scenarios scenarios
+	$(VMNET) plan --provider kind --scenarios scenarios --label-filter '$(LABEL_FILTER)'
 else
 	$(VMNET) preflight --provider kind
-	VMNET_PROVIDER=kind $(GINKGO) --procs=$(PROCS) --timeout=120m --label-filter='$(LABEL_FILTER)' \
+	rm -f $(REPORT)
+	VMNET_PROVIDER=kind $(GINKGO) --procs=$(PROCS) --timeout=120m --fail-on-empty --label-filter='$(LABEL_FILTER)' \
 		--junit-report=junit.xml --output-dir=$(ARTIFACTS) ./e2e -- \
 		-vmnet.report=$(CURDIR)/$(REPORT) -vmnet.artifacts=$(CURDIR)/$(ARTIFACTS)
-	$(VMNET) report --timing $(REPORT)
+	$(VMNET) report --no-table --timing $(REPORT)
 endif
 
 report:

@@ -94,12 +94,14 @@ var _ = ReportAfterSuite("verdict table and JSON report", func(r Report) {
 			rep.Results = append(rep.Results, result)
 		}
 	}
-	if len(rep.Results) == 0 {
-		return
-	}
-
+	// Write the report even when no spec ran, so that a stale report from an
+	// earlier run is never read as this run's.
 	if err := report.Write(*reportPath, rep); err != nil {
 		fmt.Fprintf(os.Stderr, "%v\n", err)
+	}
+	if len(rep.Results) == 0 {
+		fmt.Fprintf(os.Stdout, "\nNo scenario ran: check the label filter. Empty report written to %s.\n", *reportPath)
+		return
 	}
 	fmt.Fprintf(os.Stdout, "\nVerdicts (%s provider, JSON report in %s):\n", rep.Provider, *reportPath)
 	if err := report.WriteTable(os.Stdout, rep.Results); err != nil {

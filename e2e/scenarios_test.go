@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,6 +51,8 @@ var _ = Describe("scenario", func() {
 			}
 
 			result := report.NewResult(s, provider.Name())
+			// Report the source relative to the repository, not to e2e/.
+			result.Source = strings.TrimPrefix(filepath.ToSlash(s.Source), "../")
 			phases := &report.Phases{}
 			start := time.Now()
 			evidence, observeErr := provider.Observe(ctx, s, phases)

@@ -80,6 +80,9 @@ func (p *Provider) Observe(ctx context.Context, s *scenario.Scenario, phases *re
 		// The API server refuses the manifests: no pod, no guest.
 		ev.Rejection = s.Rejection
 		ev.Warnings = s.Warnings
+		r := &run{p: p, s: s, evidence: ev}
+		r.artifacts = p.scenarioArtifacts(s)
+		r.saveArtifacts()
 		return ev, nil
 	}
 	if p.image == nil {
@@ -109,12 +112,7 @@ func (p *Provider) Observe(ctx context.Context, s *scenario.Scenario, phases *re
 		phases.Record("teardown", time.Since(start))
 	}()
 
-	if p.artifactsDir != "" {
-		r.artifacts = filepath.Join(p.artifactsDir, "local", s.Name)
-		if err := os.MkdirAll(r.artifacts, 0o755); err != nil {
-			return nil, fmt.Errorf("local: create artifacts directory: %w", err)
-		}
-	}
+	r.artifacts = p.scenarioArtifacts(s)
 
 	steps := []struct {
 		name string
@@ -216,15 +214,12 @@ func (r *run) addNetworks(ctx context.Context) error {
 			Interface:    kvnames.PodInterface(a.Network.Name),
 			MAC:          a.Interface.MacAddress,
 		}
-		r.p.log.Info("CNI ADD", "plugin", a.CNI.Type, "nad", a.NAD.Namespace+"/"+a.NAD.Name, "interface", att.Interface, "netns", r.pod.Name)
-		result, err := runner.Add(ctx, r.podInfo, att)
-		if err != nil {
+		if _, err := runner.Add(ctx, r.podInfo, att); err != nil {
 			return err
 		}
 		r.ledger.Track(cleanup.Resource{Kind: cleanup.KindStep, Name: "CNI DEL " + att.Interface}, func(ctx context.Context) error {
 			return runner.Del(ctx, r.podInfo, att)
 		})
-		r.p.log.Info("CNI ADD done", "interface", att.Interface, "mac", result.MAC.String(), "ips", result.IPs, "took", result.Duration.Round(time.Millisecond))
 	}
 	return nil
 }
@@ -270,9 +265,6 @@ func (r *run) bindBridge(a scenario.Attachment) (guestNIC, error) {
 	if err != nil {
 		return guestNIC{}, err
 	}
-	r.p.log.Info("bridge binding applied", "network", a.Network.Name, "bridge", res.Bridge, "tap", res.Tap,
-		"placeholder", res.Placeholder+" ("+res.PlaceholderKind+")", "guestMAC", res.GuestMAC.String(), "dhcp", res.DHCP != nil)
-
 	// virt-handler caches the pod link's IPv4 addresses at discovery and
 	// reports them in status.interfaces (bridge binding drops IPv6 from the
 	// cache: pkg/network/setup/netpod/discover.go).
@@ -322,7 +314,6 @@ func (r *run) bindMacvtap(a scenario.Attachment) (guestNIC, error) {
 	if err != nil {
 		return guestNIC{}, err
 	}
-	r.p.log.Info("macvtap binding applied", "network", a.Network.Name, "link", res.PodInterface, "guestMAC", res.GuestMAC.String())
 	// macvtap-cni does no IPAM, so the pod cache holds no address.
 	r.evidence.ReportedStatus = append(r.evidence.ReportedStatus, verdict.StatusInterface{Name: a.Network.Name, MAC: res.GuestMAC.String()})
 	return guestNIC{attachment: a, tap: file, mac: res.GuestMAC, podLink: res.PodInterface, tapName: res.PodInterface}, nil
@@ -413,8 +404,10 @@ func (r *run) bootGuest(ctx context.Context) error {
 	}
 	r.vm = vm
 
-	r.p.log.Info("waiting for the guest's network evidence", "vmi", r.s.VMI.Name, "timeout", networkEvidenceTimeout)
 	evidence, err := vm.WaitEvidence(ctx, guest.StageNetwork, networkEvidenceTimeout)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err != nil {
 		// The verdict names the missing report as its cause; the run itself
 		// goes on to probe.
@@ -422,7 +415,6 @@ func (r *run) bootGuest(ctx context.Context) error {
 		r.p.log.Warn("no network evidence from the guest", "vmi", r.s.VMI.Name, "error", err)
 		return nil
 	}
-	r.p.log.Info("guest network evidence", "vmi", r.s.VMI.Name, "summary", evidence.Summary())
 	r.evidence.Guest = clusters.GuestReport(evidence)
 	return nil
 }
@@ -445,4 +437,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// scenarioArtifacts returns the scenario's artifacts directory, or "" when
+// the provider keeps none. saveArtifacts creates it.
+func (p *Provider) scenarioArtifacts(s *scenario.Scenario) string {
+	if p.artifactsDir == "" {
+		return ""
+	}
+	return filepath.Join(p.artifactsDir, "local", s.Name)
 }

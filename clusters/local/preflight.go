@@ -17,9 +17,10 @@ var requiredPlugins = []string{"macvlan", "bridge", "static", "host-local"}
 // piece and the command that installs it.
 func Preflight(cniBinDir string) error {
 	var problems []string
+	missingPackage := false
 
 	if os.Geteuid() != 0 {
-		problems = append(problems, "not running as root: the local provider creates network namespaces, tap devices and qemu guests; run it as root (sudo make e2e)")
+		problems = append(problems, "not running as root: the local provider creates network namespaces, tap devices and qemu guests; run the command as root (for example with sudo)")
 	}
 	for _, tool := range []struct{ binary, pkg string }{
 		{"qemu-system-x86_64", "qemu-system-x86"},
@@ -28,12 +29,14 @@ func Preflight(cniBinDir string) error {
 	} {
 		if _, err := exec.LookPath(tool.binary); err != nil {
 			problems = append(problems, fmt.Sprintf("%s not found in PATH: install Debian package %s", tool.binary, tool.pkg))
+			missingPackage = true
 		}
 	}
 	for _, plugin := range requiredPlugins {
 		path := filepath.Join(cniBinDir, plugin)
 		if _, err := os.Stat(path); err != nil {
 			problems = append(problems, fmt.Sprintf("CNI plugin %s not found: install Debian package containernetworking-plugins", path))
+			missingPackage = true
 		}
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
@@ -41,8 +44,11 @@ func Preflight(cniBinDir string) error {
 	}
 
 	if len(problems) > 0 {
-		return errors.New("local provider preflight failed:\n  - " + strings.Join(problems, "\n  - ") +
-			"\nscripts/install-deps.sh installs the Debian packages.")
+		message := "local provider preflight failed:\n  - " + strings.Join(problems, "\n  - ")
+		if missingPackage {
+			message += "\nscripts/install-deps.sh installs the Debian packages."
+		}
+		return errors.New(message)
 	}
 	return nil
 }

@@ -68,7 +68,9 @@ func (r *run) probe(ctx context.Context) error {
 		ReachedPod:             uint64(max(pod.RxPackets+pod.RxDropped, 0)),
 		ParentOtherhostDropped: uint64(max(parent.RxOtherhostDropped, 0)),
 	}
-	r.p.log.Info("unicast probe", "scenario", r.s.Name, "frames", sent, "to", nic.mac.String(), "counters", "\n"+probe.FormatDeltas(deltas))
+	r.p.log.Info("unicast probe", "scenario", r.s.Name, "frames", sent, "to", nic.mac.String(),
+		"podLinkReceived", r.evidence.Unicast.ReachedPod, "parentOtherhostDropped", r.evidence.Unicast.ParentOtherhostDropped)
+	r.p.log.Debug("unicast probe counters", "scenario", r.s.Name, "deltas", probe.FormatDeltas(deltas))
 
 	// ARP, then ICMP echo
 	arp, err := probe.ARP(ctx, ext, externalLink, r.target.Address, probe.ARPOptions{})
@@ -146,6 +148,10 @@ func (r *run) saveArtifacts() {
 	if r.artifacts == "" {
 		return
 	}
+	if err := os.MkdirAll(r.artifacts, 0o755); err != nil {
+		r.p.log.Warn("cannot create the artifacts directory", "dir", r.artifacts, "error", err)
+		return
+	}
 	if r.vm != nil {
 		if data, err := os.ReadFile(r.vm.ConsolePath()); err == nil {
 			_ = os.WriteFile(filepath.Join(r.artifacts, "console.log"), data, 0o644)
@@ -166,9 +172,11 @@ func (r *run) saveArtifacts() {
 		if err != nil {
 			continue
 		}
-		fmt.Fprintf(&tables, "# netns %s\n%s\n", target.Name, table.String())
+		fmt.Fprintf(&tables, "%s\n", table.String())
 	}
-	_ = os.WriteFile(filepath.Join(r.artifacts, "links.txt"), []byte(tables.String()), 0o644)
+	if tables.Len() > 0 {
+		_ = os.WriteFile(filepath.Join(r.artifacts, "links.txt"), []byte(tables.String()), 0o644)
+	}
 }
 
 // namespaces returns the run's namespaces that exist so far.

@@ -47,7 +47,7 @@ func New(_ context.Context, name string, opts Options) (clusters.Provider, error
 		if opts.ArtifactsDir != "" {
 			kindOpts = append(kindOpts, kind.WithArtifactsDir(filepath.Join(opts.ArtifactsDir, "kind")))
 		}
-		envOpts, err := kindEnvOptions()
+		envOpts, err := KindEnvOptions()
 		if err != nil {
 			return nil, err
 		}
@@ -56,11 +56,11 @@ func New(_ context.Context, name string, opts Options) (clusters.Provider, error
 	return nil, fmt.Errorf("unknown provider %q: use one of %v", name, Names)
 }
 
-// kindEnvOptions reads the kind settings a user of `make e2e PROVIDER=kind`
+// KindEnvOptions returns the kind settings a user of `make e2e PROVIDER=kind`
 // can set: VMNET_KIND_CLUSTER names the cluster (an existing one is reused
 // and never deleted), VMNET_KIND_KEEP=1 keeps a cluster the run created, and
 // VMNET_KIND_WORKERS sets the number of worker nodes.
-func kindEnvOptions() ([]kind.Option, error) {
+func KindEnvOptions() ([]kind.Option, error) {
 	var opts []kind.Option
 	if name := os.Getenv("VMNET_KIND_CLUSTER"); name != "" {
 		opts = append(opts, kind.WithClusterName(name))

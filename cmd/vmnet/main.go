@@ -15,11 +15,14 @@ import (
 )
 
 // Exit codes: 0 reachable (or success), 1 unreachable or rejected (or a
-// failed check), 2 invalid input.
+// failed check), 2 invalid input, 3 the harness could not run (not root, a
+// missing package, a step that failed), 130 interrupted.
 const (
-	exitOK      = 0
-	exitFailed  = 1
-	exitInvalid = 2
+	exitOK          = 0
+	exitFailed      = 1
+	exitInvalid     = 2
+	exitCannotRun   = 3
+	exitInterrupted = 130
 )
 
 // exitError carries the exit code a command wants.
@@ -37,6 +40,7 @@ func main() {
 	ctx, stop := cleanup.NotifyContext(context.Background())
 	cmd := newRootCommand()
 	err := cmd.ExecuteContext(ctx)
+	interrupted := ctx.Err() != nil
 	stop()
 	if err == nil {
 		os.Exit(exitOK)
@@ -52,8 +56,11 @@ func main() {
 	case scenario.IsInputError(err):
 		fmt.Fprintln(os.Stderr, "vmnet:", err)
 		os.Exit(exitInvalid)
+	case interrupted && errors.Is(err, context.Canceled):
+		fmt.Fprintln(os.Stderr, "vmnet: interrupted; what the run had created was removed (vmnet cleanup removes what a killed run leaves)")
+		os.Exit(exitInterrupted)
 	default:
 		fmt.Fprintln(os.Stderr, "vmnet:", err)
-		os.Exit(exitFailed)
+		os.Exit(exitCannotRun)
 	}
 }

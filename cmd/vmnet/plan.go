@@ -8,11 +8,12 @@ import (
 	"github.com/vmnet-e2e/vmnet-e2e/clusters/kind"
 	"github.com/vmnet-e2e/vmnet-e2e/clusters/local"
 	"github.com/vmnet-e2e/vmnet-e2e/clusters/providers"
+	"github.com/vmnet-e2e/vmnet-e2e/framework/matrix"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/scenario"
 )
 
 func newPlanCommand(_ *globalOptions) *cobra.Command {
-	var provider, dir string
+	var provider, dir, labelFilter string
 	var workers int
 	cmd := &cobra.Command{
 		Use:   "plan --provider kind [--scenarios DIR]",
@@ -32,17 +33,26 @@ downloads nothing. The evidence nonce is shown as zeros; a real run draws one.`,
 			if err != nil {
 				return err
 			}
-			var specs []*scenario.Scenario
-			for _, s := range scenarios {
-				if s.Harness {
-					specs = append(specs, s)
-				}
+			specs, err := matrix.Select(labelFilter, matrix.Specs(scenarios))
+			if err != nil {
+				return &exitError{code: exitInvalid, err: err}
+			}
+			if len(specs) == 0 {
+				return &exitError{code: exitInvalid, err: fmt.Errorf("the label filter %q selects no scenario under %s", labelFilter, dir)}
 			}
 			versions, err := kind.LoadVersions()
 			if err != nil {
 				return err
 			}
-			opts := append(providers.KindHarnessOptions(providers.PlanNonce), kind.WithWorkers(workers))
+			// The same VMNET_KIND_* settings a real run reads, then the flags.
+			envOpts, err := providers.KindEnvOptions()
+			if err != nil {
+				return &exitError{code: exitInvalid, err: err}
+			}
+			opts := append(providers.KindHarnessOptions(providers.PlanNonce), envOpts...)
+			if cmd.Flags().Changed("workers") {
+				opts = append(opts, kind.WithWorkers(workers))
+			}
 			plan, err := kind.NewPlan(versions, specs, opts...)
 			if err != nil {
 				return err
@@ -52,7 +62,8 @@ downloads nothing. The evidence nonce is shown as zeros; a real run draws one.`,
 	}
 	cmd.Flags().StringVar(&provider, "provider", "kind", "provider to plan for (kind)")
 	cmd.Flags().StringVar(&dir, "scenarios", "scenarios", "directory of scenario files")
-	cmd.Flags().IntVar(&workers, "workers", 1, "number of kind worker nodes")
+	cmd.Flags().IntVar(&workers, "workers", 1, "number of kind worker nodes (default: VMNET_KIND_WORKERS, else 1)")
+	cmd.Flags().StringVar(&labelFilter, "label-filter", "", "Ginkgo label filter selecting the scenarios to plan, as LABEL_FILTER in make e2e")
 	return cmd
 }
 

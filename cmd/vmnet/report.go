@@ -9,7 +9,7 @@ import (
 )
 
 func newReportCommand(_ *globalOptions) *cobra.Command {
-	var timing bool
+	var timing, noTable bool
 	cmd := &cobra.Command{
 		Use:   "report [FILE]",
 		Short: "Print the verdict table of a JSON report (default " + report.DefaultPath + ")",
@@ -27,8 +27,13 @@ boot-to-network-evidence time, both measured in the run that wrote the report.`,
 			if err != nil {
 				return err
 			}
-			if err := report.WriteTable(cmd.OutOrStdout(), rep.Results); err != nil {
-				return err
+			if len(rep.Results) == 0 {
+				return &exitError{code: exitFailed, err: fmt.Errorf("%s holds no results: no scenario ran (check the label filter)", path)}
+			}
+			if !noTable {
+				if err := report.WriteTable(cmd.OutOrStdout(), rep.Results); err != nil {
+					return err
+				}
 			}
 			if timing {
 				// A report without guest boots (only rejected scenarios) has no
@@ -48,5 +53,6 @@ boot-to-network-evidence time, both measured in the run that wrote the report.`,
 		},
 	}
 	cmd.Flags().BoolVar(&timing, "timing", false, "also print the ratio of suite wall time to one guest's boot time")
+	cmd.Flags().BoolVar(&noTable, "no-table", false, "do not print the table (the suite already did); still fail on a mismatch or an empty report")
 	return cmd
 }

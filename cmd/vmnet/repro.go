@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +30,9 @@ type reproOutput struct {
 	Lint     []lint.Finding    `json:"lint"`
 	Evidence *verdict.Evidence `json:"evidence"`
 	Phases   []report.Phase    `json:"phases"`
+	// Artifacts is the directory holding the console log, link tables and
+	// evidence of the run.
+	Artifacts string `json:"artifacts,omitempty"`
 }
 
 func newReproCommand(g *globalOptions) *cobra.Command {
@@ -45,7 +49,8 @@ evidence, the pod's link table as KubeVirt leaves it, what the VMI status
 would report, what the guest configured, and a fix for each cause.
 The address to probe comes from --probe, else from networkData, else from the
 NAD's static IPAM. Exit status: 0 reachable, 1 unreachable or rejected,
-2 invalid input.`,
+2 invalid input, 3 the harness could not run (for example without root),
+130 interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := validateOutput(output); err != nil {
@@ -101,6 +106,9 @@ NAD's static IPAM. Exit status: 0 reachable, 1 unreachable or rejected,
 			out := reproOutput{
 				Scenario: s.Name, Provider: provider, Verdict: v, Fixes: fixesFor(v, findings),
 				Lint: findings, Evidence: evidence, Phases: phases.List(),
+			}
+			if provider == "local" && artifacts != "" {
+				out.Artifacts = filepath.Join(artifacts, "local", s.Name)
 			}
 			if out.Lint == nil {
 				out.Lint = []lint.Finding{}
@@ -246,7 +254,7 @@ func writeRepro(w io.Writer, out reproOutput) {
 			u.Frames, e.GuestMAC, u.PodLink, u.ReachedPod, e.Parent, u.ParentOtherhostDropped)
 	}
 	if e.ARP != nil {
-		fmt.Fprintf(w, "ARP: %d requests for %s, reply from %s.\n", e.ARP.Requests, e.Probe, dash(e.ARP.ReplyMAC))
+		fmt.Fprintf(w, "ARP: %s for %s, reply from %s.\n", plural(e.ARP.Requests, "request"), e.Probe, dash(e.ARP.ReplyMAC))
 	}
 	if e.Echo != nil {
 		fmt.Fprintf(w, "ICMP echo: %d of %d answered.\n", e.Echo.Received, e.Echo.Sent)
@@ -256,6 +264,16 @@ func writeRepro(w io.Writer, out reproOutput) {
 		fmt.Fprintln(w, "\nStatic checks of the manifests:")
 		writeFindings(w, out.Lint)
 	}
+	if out.Artifacts != "" {
+		fmt.Fprintf(w, "\nConsole log, link tables and evidence: %s\n", out.Artifacts)
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func dash(s string) string {

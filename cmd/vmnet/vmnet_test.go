@@ -126,7 +126,7 @@ func TestReproBadInput(t *testing.T) {
 		{"not YAML", []string{"-f", writeFile(t, "bad.yaml", "key: [unclosed\n")}, "not valid YAML"},
 		{"no VM", []string{"-f", writeFile(t, "nad.yaml", report[:nadEnd])}, "no VirtualMachine or VirtualMachineInstance"},
 		{"two VMs", []string{"-f", writeFile(t, "two.yaml", report+"\n---\n"+firstVM)}, `a second VirtualMachine or VirtualMachineInstance ("app-vm-2")`},
-		{"missing NAD", []string{"-f", writeFile(t, "vm.yaml", vmOnly)}, `NetworkAttachmentDefinition "default/vm-static", which the scenario does not contain`},
+		{"missing NAD", []string{"-f", writeFile(t, "vm.yaml", vmOnly)}, `NetworkAttachmentDefinition "default/vm-static", which the given manifests do not contain`},
 		{"wrong apiVersion", []string{"-f", writeFile(t, "v1alpha3.yaml", strings.Replace(report, "apiVersion: kubevirt.io/v1", "apiVersion: kubevirt.io/v1alpha3", 1))}, `"kubevirt.io/v1alpha3": use kubevirt.io/v1`},
 		{"probe not an IP", []string{"-f", "scenarios/examples/user-report.yaml", "--probe", "192.0.2.500"}, `invalid --probe "192.0.2.500"`},
 		{"missing file", []string{"-f", "no-such-file.yaml"}, "no-such-file.yaml"},

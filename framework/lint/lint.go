@@ -87,7 +87,10 @@ func unknownFields(s *scenario.Scenario) []Finding {
 	}
 	var out []Finding
 	for _, field := range s.Rejection.Fields {
-		fix := "remove the field; check its spelling against the kubevirt.io/v1 API"
+		fix := "remove the field, or correct its name against the kubevirt.io/v1 API"
+		if name, ok := s.Rejection.Suggestions[field]; ok {
+			fix = fmt.Sprintf("rename it to %q, the field it most likely misspells", name)
+		}
 		if strings.HasSuffix(field, ".ipAddress") || strings.HasSuffix(field, ".ipAddresses") {
 			fix = "KubeVirt v1 has no IP field on networks or interfaces (ipAddress exists only in status.interfaces[]): put the address in cloud-init networkData, matched by MAC with spec macAddress, or in the NAD's IPAM"
 		}

@@ -71,6 +71,20 @@ func TestChecks(t *testing.T) {
 			check: CheckUnknownField, severity: Error, inFix: "networkData",
 		},
 		{
+			name: "misspelt macAddress",
+			edit: func(s string) string {
+				return mustReplace(t, s, `            macAddress: "02:00:00:00:c8:01"`, `            macAdress: "02:00:00:00:c8:01"`)
+			},
+			check: CheckUnknownField, severity: Error, inFix: `rename it to "macAddress"`,
+		},
+		{
+			name: "misspelt metadata",
+			edit: func(s string) string {
+				return mustReplace(t, s, "kind: VirtualMachine\nmetadata:", "kind: VirtualMachine\nmetdata:")
+			},
+			check: CheckUnknownField, severity: Error, inFix: `rename it to "metadata"`,
+		},
+		{
 			name: "networkData not YAML",
 			edit: func(s string) string {
 				return mustReplace(t, s, "            version: 2\n", "            version: [2\n")

@@ -100,6 +100,9 @@ func checkEntry(object, path, key, setName, mac string, macNotString, matchOther
 	default:
 		if _, ok := nics[key]; !ok {
 			fix := "key the entry by the guest's NIC name, or match it by MAC with spec macAddress"
+			if secondary := s.SecondaryAttachments(); len(secondary) == 1 {
+				fix = fmt.Sprintf("key the entry by %s, the guest's name for the secondary network %q, or match it by MAC with spec macAddress", scenario.PredictedNICName(secondary[0].Index), secondary[0].Network.Name)
+			}
 			if a, ok := attachmentNamed(s, key); ok {
 				fix = fmt.Sprintf("key the entry by %s, the guest's name for network %q, or match it by MAC with spec macAddress", scenario.PredictedNICName(a.Index), a.Network.Name)
 			}

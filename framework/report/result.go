@@ -6,6 +6,7 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -142,7 +143,9 @@ func (p *Phases) Time(name string, fn func() error) error {
 func (p *Phases) Record(name string, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.phases = append(p.phases, Phase{Name: name, Seconds: d.Round(time.Millisecond).Seconds()})
+	// Rounded to milliseconds in decimal, so the JSON shows 2.538, not
+	// 2.5380000000000003.
+	p.phases = append(p.phases, Phase{Name: name, Seconds: math.Round(d.Seconds()*1000) / 1000})
 }
 
 // List returns the recorded phases in order.

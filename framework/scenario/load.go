@@ -285,9 +285,18 @@ func (s *Scenario) addHarness(source string, n int, doc []byte, meta typeMeta) e
 		return inputErrorf(source, "document %d: a second %s section: a file contains at most one", n, Kind)
 	}
 	var h harnessFile
-	if unknown, err := unknownFields(doc, &h); err == nil && len(unknown) > 0 {
-		return inputErrorf(source, "document %d: unknown field(s) %s in the %s section: check the spelling (fields: cni, binding, strategy, description, probe, peer, expect.outcome, expect.causes)",
-			n, strings.Join(unknown, ", "), Kind)
+	if unknown, suggestions, err := unknownFieldsWithSuggestions(doc, &h); err == nil && len(unknown) > 0 {
+		var hints []string
+		for _, path := range unknown {
+			if name, ok := suggestions[path]; ok {
+				hints = append(hints, fmt.Sprintf("%s: did you mean %q?", path, name))
+			}
+		}
+		hint := "check the spelling (fields: cni, binding, strategy, description, probe, peer, expect.outcome, expect.causes)"
+		if len(hints) > 0 {
+			hint = strings.Join(hints, "; ")
+		}
+		return inputErrorf(source, "document %d: unknown field(s) %s in the %s section: %s", n, strings.Join(unknown, ", "), Kind, hint)
 	}
 	if err := yaml.Unmarshal(doc, &h); err != nil {
 		return inputErrorf(source, "document %d: invalid %s section: %v", n, Kind, err)
@@ -336,7 +345,7 @@ func (s *Scenario) decodeStrict(source string, n int, doc []byte, obj runtime.Ob
 		return inputErrorf(source, "document %d: %v", n, err)
 	}
 
-	fields, err := unknownFields(doc, obj)
+	fields, suggestions, err := unknownFieldsWithSuggestions(doc, obj)
 	if err != nil {
 		return inputErrorf(source, "document %d: %v", n, err)
 	}
@@ -350,11 +359,21 @@ func (s *Scenario) decodeStrict(source string, n int, doc []byte, obj runtime.Ob
 		s.Warnings = append(s.Warnings, fmt.Sprintf("unknown field %q", f))
 	}
 	message := strictDecodingMessage(meta.Kind, gv.Version, fields)
+	object := meta.Kind + "/" + meta.Metadata.Name
+	if meta.Metadata.Name == "" {
+		object = meta.Kind + " (without metadata.name)"
+	}
 	if s.Rejection == nil {
-		s.Rejection = &Rejection{Object: meta.Kind + "/" + meta.Metadata.Name, Fields: fields, Message: message}
+		s.Rejection = &Rejection{Object: object, Fields: fields, Message: message}
 	} else {
 		s.Rejection.Fields = append(s.Rejection.Fields, fields...)
 		s.Rejection.Message += "; " + message
+	}
+	for path, name := range suggestions {
+		if s.Rejection.Suggestions == nil {
+			s.Rejection.Suggestions = map[string]string{}
+		}
+		s.Rejection.Suggestions[path] = name
 	}
 	return nil
 }

@@ -100,7 +100,7 @@ func TestLoadInputErrors(t *testing.T) {
 		"not yaml":          {"key: [unclosed", "not valid YAML"},
 		"no vm":             {nadDoc, "no VirtualMachine"},
 		"two vms":           {nadDoc + "---\n" + vmDoc + "---\n" + strings.Replace(vmDoc, "vm1", "vm2", 1), "a second VirtualMachine"},
-		"missing nad":       {vmDoc, `NetworkAttachmentDefinition "default/macvlan-static", which the scenario does not contain`},
+		"missing nad":       {vmDoc, `NetworkAttachmentDefinition "default/macvlan-static", which the given manifests do not contain`},
 		"wrong apiVersion":  {nadDoc + "---\n" + strings.Replace(vmDoc, "kubevirt.io/v1", "kubevirt.io/v1alpha3", 1), `apiVersion "kubevirt.io/v1alpha3": use kubevirt.io/v1`},
 		"unsupported kind":  {"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n", "unsupported object ConfigMap"},
 		"bad mac":           {nadDoc + "---\n" + strings.Replace(vmDoc, "bridge: {}", "bridge: {}\n            macAddress: 02:00:00:zz:00:01", 1), `invalid macAddress "02:00:00:zz:00:01"`},
@@ -207,5 +207,27 @@ func TestTargetInferred(t *testing.T) {
 	}
 	if target.Address.String() != "192.0.2.10" || target.Source != "NAD IPAM" || target.Peer.String() != "192.0.2.254/24" {
 		t.Errorf("target %+v", target)
+	}
+}
+
+func TestUnknownFieldSuggestions(t *testing.T) {
+	doc := strings.Replace(vmDoc, "            bridge: {}", "            bridge: {}\n            macadress: 02:00:00:00:00:01", 1)
+	s, err := Load("typo.yaml", []byte(nadDoc+"---\n"+doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Rejection == nil {
+		t.Fatal("no rejection for a misspelt field")
+	}
+	path := "spec.template.spec.domain.devices.interfaces[1].macadress"
+	if got := s.Rejection.Suggestions[path]; got != "macAddress" {
+		t.Errorf("suggestion for %s: %q, want macAddress (all: %v)", path, got, s.Rejection.Suggestions)
+	}
+}
+
+func TestHarnessSectionSuggestion(t *testing.T) {
+	_, err := Load("h.yaml", []byte("apiVersion: vmnet-e2e.dev/v1alpha1\nkind: Scenario\nmetadata:\n  name: s\nspec:\n  prob: 192.0.2.1\n---\n"+nadDoc+"---\n"+vmDoc))
+	if err == nil || !strings.Contains(err.Error(), `spec.prob: did you mean "probe"?`) {
+		t.Errorf("error %v, want a suggestion of probe for spec.prob", err)
 	}
 }

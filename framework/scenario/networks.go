@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"strings"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
@@ -165,7 +166,7 @@ func ParseCNIConfig(config string) (CNIConfig, error) {
 	plugin := []byte(config)
 	if top.Type == "" {
 		if len(top.Plugins) == 0 {
-			return CNIConfig{}, errors.New(`spec.config has neither "type" nor "plugins"`)
+			return CNIConfig{}, fmt.Errorf(`spec.config has neither "type" (one plugin) nor "plugins" (a list); its keys are %s: add "type", for example "type": "macvlan"`, jsonKeys(config))
 		}
 		plugin = top.Plugins[0]
 	}
@@ -239,4 +240,18 @@ const MacvtapResourcePrefix = "macvtap.network.kubevirt.io/"
 func MacvtapLowerDevice(nad *nadv1.NetworkAttachmentDefinition) string {
 	resource := nad.Annotations["k8s.v1.cni.cncf.io/resourceName"]
 	return strings.TrimPrefix(resource, MacvtapResourcePrefix)
+}
+
+// jsonKeys lists the top-level keys of a JSON object, for error messages.
+func jsonKeys(config string) string {
+	var object map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(config), &object); err != nil || len(object) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(object))
+	for k := range object {
+		keys = append(keys, fmt.Sprintf("%q", k))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
 }

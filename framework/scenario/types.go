@@ -113,6 +113,10 @@ type Rejection struct {
 	Fields []string `json:"fields"`
 	// Message is the full strict decoding error.
 	Message string `json:"message"`
+	// Suggestions maps an unknown field path to the declared field it most
+	// likely misspells, when one is close (the harness adds this; the API
+	// server does not).
+	Suggestions map[string]string `json:"suggestions,omitempty"`
 }
 
 // Object is one Kubernetes document of a scenario file.

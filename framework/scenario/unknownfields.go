@@ -29,13 +29,27 @@ import (
 // that schema from the same Go types, so walking the types by their json tags
 // finds the same fields, with the exceptions in preservesUnknownFields.
 func unknownFields(doc []byte, obj any) ([]string, error) {
+	paths, _, err := unknownFieldsWithSuggestions(doc, obj)
+	return paths, err
+}
+
+// unknownFieldsWithSuggestions also returns, for each unknown path whose
+// name is close to a declared field of the same object, that field's name
+// (a different case, or at most two edits away).
+func unknownFieldsWithSuggestions(doc []byte, obj any) ([]string, map[string]string, error) {
 	var value any
 	if err := json.Unmarshal(doc, &value); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var paths []string
-	walkKnown(value, reflect.TypeOf(obj), "", &paths)
-	return serverOrder(paths), nil
+	w := &walker{suggestions: map[string]string{}}
+	w.walk(value, reflect.TypeOf(obj), "")
+	return serverOrder(w.paths), w.suggestions, nil
+}
+
+// walker collects unknown field paths and spelling suggestions.
+type walker struct {
+	paths       []string
+	suggestions map[string]string
 }
 
 // serverOrder sorts paths in the order kube-apiserver reports them for a
@@ -87,7 +101,7 @@ var scalarTypes = map[reflect.Type]bool{
 	reflect.TypeOf(metav1.FieldsV1{}):      true,
 }
 
-func walkKnown(value any, t reflect.Type, path string, paths *[]string) {
+func (w *walker) walk(value any, t reflect.Type, path string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -101,7 +115,7 @@ func walkKnown(value any, t reflect.Type, path string, paths *[]string) {
 		if !ok {
 			return
 		}
-		walkStruct(object, t, path, paths)
+		w.walkStruct(object, t, path)
 
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 {
@@ -112,7 +126,7 @@ func walkKnown(value any, t reflect.Type, path string, paths *[]string) {
 			return
 		}
 		for i, item := range items {
-			walkKnown(item, t.Elem(), path+"["+strconv.Itoa(i)+"]", paths)
+			w.walk(item, t.Elem(), path+"["+strconv.Itoa(i)+"]")
 		}
 
 	case reflect.Map:
@@ -121,26 +135,71 @@ func walkKnown(value any, t reflect.Type, path string, paths *[]string) {
 			return
 		}
 		for key, item := range object {
-			walkKnown(item, t.Elem(), joinPath(path, key), paths)
+			w.walk(item, t.Elem(), joinPath(path, key))
 		}
 	}
 }
 
-func walkStruct(object map[string]any, t reflect.Type, path string, paths *[]string) {
+func (w *walker) walkStruct(object map[string]any, t reflect.Type, path string) {
 	fields := map[string]reflect.StructField{}
 	collectJSONFields(t, fields)
 
 	for key, item := range object {
 		field, ok := fields[key]
 		if !ok {
-			*paths = append(*paths, joinPath(path, key))
+			unknown := joinPath(path, key)
+			w.paths = append(w.paths, unknown)
+			if suggestion := closestField(key, fields); suggestion != "" {
+				w.suggestions[unknown] = suggestion
+			}
 			continue
 		}
 		if key == "metadata" && preservedMetadataOwners[t] {
 			continue
 		}
-		walkKnown(item, field.Type, joinPath(path, key), paths)
+		w.walk(item, field.Type, joinPath(path, key))
 	}
+}
+
+// closestField returns the declared field name that key most likely
+// misspells: the same name in another case, else one at most two edits away
+// (and, for short keys, fewer edits than half their length).
+func closestField(key string, fields map[string]reflect.StructField) string {
+	best, bestDistance := "", 0
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return name
+		}
+		d := editDistance(strings.ToLower(key), strings.ToLower(name))
+		if d > 2 || d*2 >= len(key) {
+			continue
+		}
+		if best == "" || d < bestDistance || d == bestDistance && name < best {
+			best, bestDistance = name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	previous := make([]int, len(b)+1)
+	for j := range previous {
+		previous[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		current := make([]int, len(b)+1)
+		current[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			current[j] = min(previous[j]+1, current[j-1]+1, previous[j-1]+cost)
+		}
+		previous = current
+	}
+	return previous[len(b)]
 }
 
 // collectJSONFields maps JSON names to fields, flattening inline and

@@ -47,7 +47,7 @@ func (s *Scenario) validate() error {
 		}
 		nad := s.nadFor(n.Multus.NetworkName)
 		if nad == nil {
-			return fmt.Errorf("network %q refers to NetworkAttachmentDefinition %q, which the scenario does not contain: add the NAD manifest (or pass its file with another -f)%s",
+			return fmt.Errorf("network %q refers to NetworkAttachmentDefinition %q, which the given manifests do not contain: add the NAD manifest (or pass its file with another -f)%s",
 				n.Name, qualified(s.VMI.Namespace, n.Multus.NetworkName), s.nadHint())
 		}
 		if _, err := ParseCNIConfig(nad.Spec.Config); err != nil {

@@ -120,7 +120,7 @@ func Derive(e *Evidence) Verdict {
 		guestHasAddress = ok
 		if !ok && len(e.Guest.CloudInitErrors) > 0 {
 			add(CauseCloudInitError, append([]string{
-				fmt.Sprintf("the guest reports %s on no NIC (%s); cloud-init status %q recorded errors:", e.Probe, describeNICs(e.Guest.Interfaces), e.Guest.CloudInitStatus),
+				fmt.Sprintf("the guest reports %s on no NIC (%s); cloud-init (status %q) recorded these errors:", e.Probe, describeNICs(e.Guest.Interfaces), e.Guest.CloudInitStatus),
 			}, e.Guest.CloudInitErrors...)...)
 		} else if !ok {
 			add(CauseGuestHasNoAddress,
