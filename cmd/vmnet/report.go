@@ -28,7 +28,7 @@ boot-to-network-evidence time, both measured in the run that wrote the report.`,
 				return err
 			}
 			if len(rep.Results) == 0 {
-				return &exitError{code: exitFailed, err: fmt.Errorf("%s holds no results: no scenario ran (check the label filter)", path)}
+				return &exitError{code: exitFailed, err: fmt.Errorf("%s contains no results: no scenario ran (check the label filter)", path)}
 			}
 			if !noTable {
 				if err := report.WriteTable(cmd.OutOrStdout(), rep.Results); err != nil {

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vmnet-e2e/vmnet-e2e/framework/filelock"
 )
 
 // Artifacts are the built control-plane programs and the generated CRDs.
@@ -275,7 +277,8 @@ func (b *builder) ensure(ctx context.Context, t tool, version string) (string, e
 	if err := os.MkdirAll(b.cacheDir, 0o755); err != nil {
 		return "", fmt.Errorf("apitest: create cache directory %s: %w", b.cacheDir, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(b.cacheDir, "build.lock"), b.log)
+	lockPath := filepath.Join(b.cacheDir, "build.lock")
+	unlock, err := filelock.Lock(ctx, lockPath, func() { b.log.Info("waiting for another process's build", "lock", lockPath) })
 	if err != nil {
 		return "", err
 	}
@@ -417,35 +420,6 @@ func majorMinor(version string) (string, string) {
 		return "", ""
 	}
 	return parts[0], parts[1]
-}
-
-// lockFile takes an exclusive flock on path, logging while it waits.
-func lockFile(ctx context.Context, path string, log *slog.Logger) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("apitest: open lock %s: %w", path, err)
-	}
-	logged := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			_ = f.Close()
-			return nil, fmt.Errorf("apitest: lock %s: %w", path, err)
-		}
-		if !logged {
-			log.Info("waiting for another process's build", "lock", path)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("apitest: wait for build lock %s: %w", path, ctx.Err())
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 func exitStderr(err error) string {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+
+	"github.com/vmnet-e2e/vmnet-e2e/framework/filelock"
 )
 
 // Image is a built guest image in the cache.
@@ -120,7 +122,8 @@ func EnsureImage(ctx context.Context, recipe Recipe, opts ...ImageOption) (*Imag
 	if err := os.MkdirAll(imagesDir, 0o755); err != nil {
 		return nil, fmt.Errorf("guest: create image cache %s: %w", imagesDir, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(imagesDir, hash+".lock"), o.log)
+	lockPath := filepath.Join(imagesDir, hash+".lock")
+	unlock, err := filelock.Lock(ctx, lockPath, func() { o.log.Info("another process is building this guest image; waiting for it", "lock", lockPath) })
 	if err != nil {
 		return nil, err
 	}
@@ -161,36 +164,6 @@ func loadImage(dir string) (*Image, error) {
 		}
 	}
 	return img, nil
-}
-
-// lockFile takes an exclusive flock on path, waiting while another process
-// holds it, and returns the function that releases it.
-func lockFile(ctx context.Context, path string, log *slog.Logger) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("guest: open lock %s: %w", path, err)
-	}
-	logged := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			_ = f.Close()
-			return nil, fmt.Errorf("guest: lock %s: %w", path, err)
-		}
-		if !logged {
-			log.Info("another process is building this guest image; waiting for it", "lock", path)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("guest: waiting for lock %s: %w", path, ctx.Err())
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 // removeStaleBuilds deletes build directories of hash left by a build that

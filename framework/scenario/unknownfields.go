@@ -53,11 +53,11 @@ type walker struct {
 }
 
 // serverOrder sorts paths in the order kube-apiserver reports them for a
-// custom resource: first the unknown fields of the top-level metadata, which
-// strict decoding of the metadata (re-encoded with sorted keys) finds in
-// schema/objectmeta GetObjectMetaWithOptions, then the pruned fields, which
-// schema/pruning PruneWithOptions sorts. unstructuredSchemaCoercer.apply
-// appends them in that order (k8s.io/apiextensions-apiserver v0.35.4,
+// custom resource. The unknown fields of the top-level metadata come first:
+// schema/objectmeta GetObjectMetaWithOptions finds them by strict decoding of
+// the metadata, re-encoded with sorted keys. The pruned fields follow, sorted
+// by schema/pruning PruneWithOptions. unstructuredSchemaCoercer.apply appends
+// them in that order (k8s.io/apiextensions-apiserver v0.35.4,
 // pkg/apiserver/customresource_handler.go).
 func serverOrder(paths []string) []string {
 	var metadata, pruned []string
