@@ -8,28 +8,19 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vmnet-e2e/vmnet-e2e/clusters"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/link"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/netns"
-	"github.com/vmnet-e2e/vmnet-e2e/framework/probe"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/verdict"
 )
 
-// Probe sizes: small enough to finish in a few seconds, large enough that one
-// lost frame does not decide a verdict.
-const (
-	unicastFrames = 20
-	echoCount     = 5
-)
-
-// probe sends, from the external namespace, unicast frames to the guest MAC
-// (counting where they arrive), ARP requests for the probed address and ICMP
-// echo requests, in that order.
+// probe records the pod's link table and runs clusters.Probe from the
+// external namespace.
 func (r *run) probe(ctx context.Context) error {
 	nic, ok := r.targetNIC()
 	if !ok {
 		return fmt.Errorf("no guest NIC for network %q", r.target.Attachment.Network.Name)
 	}
-	ext := r.topo.External
 
 	// the pod's links while the guest runs (qemu holds the taps, so their
 	// carrier is up), as `ip addr` in the launcher pod would show them
@@ -40,56 +31,42 @@ func (r *run) probe(ctx context.Context) error {
 	r.evidence.PodLinks = table
 	r.evidence.ParentMACs = parentMACs(table)
 
-	// where frames for the guest MAC go
-	refs := []probe.CounterRef{
-		{Role: "parent", Namespace: r.topo.Node, Link: r.evidence.Parent},
-		{Role: "pod link", Namespace: r.pod, Link: nic.podLink},
-		{Role: "guest tap", Namespace: r.pod, Link: nic.tapName},
+	// the counters along the path: the pod's end of the attachment and the
+	// parent bridge in the node namespace
+	readCounters := func(context.Context) (uint64, uint64, error) {
+		pod, err := linkStatistics(r.pod, nic.podLink)
+		if err != nil {
+			return 0, 0, err
+		}
+		parent, err := linkStatistics(r.topo.Node, r.evidence.Parent)
+		if err != nil {
+			return 0, 0, err
+		}
+		return pod.RxPackets + pod.RxDropped, parent.RxOtherhostDropped, nil
 	}
-	before, err := probe.SnapshotCounters(refs)
-	if err != nil {
-		return err
-	}
-	sent, err := probe.SendUnicast(ctx, ext, externalLink, nic.mac, probe.UnicastOptions{
-		Frames: unicastFrames, Source: r.target.Peer.Addr(), Destination: r.target.Address,
+
+	result, err := clusters.Probe(ctx, clusters.ProbeRequest{
+		Namespace: r.topo.External, Interface: externalLink, Peer: r.target.Peer.Addr(),
+		Target: r.target.Address, GuestMAC: nic.mac, PodLink: nic.podLink, ReadCounters: readCounters,
 	})
 	if err != nil {
 		return err
 	}
-	after, err := probe.SnapshotCounters(refs)
-	if err != nil {
-		return err
-	}
-	deltas := after.Delta(before)
-	parent, pod := deltas[0], deltas[1]
-	r.evidence.Unicast = &verdict.Unicast{
-		Frames:                 sent,
-		PodLink:                nic.podLink,
-		ReachedPod:             uint64(max(pod.RxPackets+pod.RxDropped, 0)),
-		ParentOtherhostDropped: uint64(max(parent.RxOtherhostDropped, 0)),
-	}
-	r.p.log.Info("unicast probe", "scenario", r.s.Name, "frames", sent, "to", nic.mac.String(),
-		"podLinkReceived", r.evidence.Unicast.ReachedPod, "parentOtherhostDropped", r.evidence.Unicast.ParentOtherhostDropped)
-	r.p.log.Debug("unicast probe counters", "scenario", r.s.Name, "deltas", probe.FormatDeltas(deltas))
-
-	// ARP, then ICMP echo
-	arp, err := probe.ARP(ctx, ext, externalLink, r.target.Address, probe.ARPOptions{})
-	if err != nil {
-		return err
-	}
-	r.evidence.ARP = &verdict.ARP{Requests: arp.Requests}
-	if arp.MAC != nil {
-		r.evidence.ARP.ReplyMAC = arp.MAC.String()
-	}
-
-	ping, err := probe.Ping(ctx, ext, r.target.Address, probe.PingOptions{Count: echoCount})
-	if err != nil {
-		return err
-	}
-	r.evidence.Echo = &verdict.Echo{Sent: ping.Sent, Received: ping.Received}
-	r.p.log.Info("probe results", "scenario", r.s.Name, "target", r.target.Address,
-		"arpReply", r.evidence.ARP.ReplyMAC, "echo", fmt.Sprintf("%d/%d", ping.Received, ping.Sent))
+	r.evidence.Unicast, r.evidence.ARP, r.evidence.Echo = result.Unicast, result.ARP, result.Echo
+	r.p.log.Info("probe results", "scenario", r.s.Name, "target", r.target.Address, "guestMAC", nic.mac.String(),
+		"podLinkReceived", result.Unicast.ReachedPod, "parentOtherhostDropped", result.Unicast.ParentOtherhostDropped,
+		"arpReply", result.ARP.ReplyMAC, "echo", fmt.Sprintf("%d/%d", result.Echo.Received, result.Echo.Sent))
 	return nil
+}
+
+// linkStatistics reads one link's counters in ns.
+func linkStatistics(ns *netns.Namespace, name string) (link.Statistics, error) {
+	h, err := link.NewHandle(ns)
+	if err != nil {
+		return link.Statistics{}, err
+	}
+	defer h.Close()
+	return link.ReadStatistics(h, name)
 }
 
 func (r *run) targetNIC() (guestNIC, bool) {

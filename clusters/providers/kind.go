@@ -14,7 +14,6 @@ import (
 	"github.com/vmnet-e2e/vmnet-e2e/framework/guest"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/link"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/netns"
-	"github.com/vmnet-e2e/vmnet-e2e/framework/probe"
 	"github.com/vmnet-e2e/vmnet-e2e/framework/verdict"
 )
 
@@ -73,67 +72,31 @@ func (g *guestEvidence) parse(console io.Reader) (*verdict.Guest, error) {
 	return nil, errors.New("the serial console ended before the guest printed its evidence")
 }
 
-// externalProber runs the unicast, ARP and ICMP probes from the external
-// endpoint's namespace, in the same order and with the same sizes as the
-// local provider.
+// externalProber runs clusters.Probe, the local provider's probes, from the
+// external endpoint's namespace.
 type externalProber struct{}
 
-const (
-	unicastFrames = 20
-	echoCount     = 5
-)
-
 func (externalProber) Probe(ctx context.Context, req kind.ProbeRequest) (kind.ProbeResult, error) {
-	var result kind.ProbeResult
-
 	read := func(c kind.Counter) (uint64, error) {
 		if c == nil {
 			return 0, nil
 		}
 		return c(ctx)
 	}
-	podBefore, err := read(req.PodLinkReceived)
-	if err != nil {
-		return result, err
+	readCounters := func(context.Context) (uint64, uint64, error) {
+		pod, err := read(req.PodLinkReceived)
+		if err != nil {
+			return 0, 0, err
+		}
+		parent, err := read(req.ParentOtherhostDropped)
+		return pod, parent, err
 	}
-	parentBefore, err := read(req.ParentOtherhostDropped)
-	if err != nil {
-		return result, err
-	}
-	sent, err := probe.SendUnicast(ctx, req.Namespace, req.Interface, req.GuestMAC, probe.UnicastOptions{
-		Frames: unicastFrames, Source: req.Peer.Addr(), Destination: req.Target,
+
+	ev, err := clusters.Probe(ctx, clusters.ProbeRequest{
+		Namespace: req.Namespace, Interface: req.Interface, Peer: req.Peer.Addr(),
+		Target: req.Target, GuestMAC: req.GuestMAC, PodLink: req.PodLink, ReadCounters: readCounters,
 	})
-	if err != nil {
-		return result, err
-	}
-	podAfter, err := read(req.PodLinkReceived)
-	if err != nil {
-		return result, err
-	}
-	parentAfter, err := read(req.ParentOtherhostDropped)
-	if err != nil {
-		return result, err
-	}
-	result.Unicast = &verdict.Unicast{
-		Frames: sent, PodLink: req.PodLink,
-		ReachedPod: podAfter - podBefore, ParentOtherhostDropped: parentAfter - parentBefore,
-	}
-
-	arp, err := probe.ARP(ctx, req.Namespace, req.Interface, req.Target, probe.ARPOptions{})
-	if err != nil {
-		return result, err
-	}
-	result.ARP = &verdict.ARP{Requests: arp.Requests}
-	if arp.MAC != nil {
-		result.ARP.ReplyMAC = arp.MAC.String()
-	}
-
-	ping, err := probe.Ping(ctx, req.Namespace, req.Target, probe.PingOptions{Count: echoCount})
-	if err != nil {
-		return result, err
-	}
-	result.Echo = &verdict.Echo{Sent: ping.Sent, Received: ping.Received}
-	return result, nil
+	return kind.ProbeResult{Unicast: ev.Unicast, ARP: ev.ARP, Echo: ev.Echo}, err
 }
 
 // readOtherhostDropped reads rx_otherhost_dropped from netlink, because
