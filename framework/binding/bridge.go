@@ -1,8 +1,8 @@
-// Package binding redoes, with netlink, what KubeVirt does inside the
-// virt-launcher pod to connect a VMI interface to its pod link: the bridge
-// binding (in-pod bridge, renamed CNI link, tap, placeholder, DHCP data) and
-// the macvtap network binding plugin (macvtap-cni's ADD, then a tap fd for
-// qemu).
+// Package binding redoes with netlink the steps KubeVirt takes inside the
+// virt-launcher pod to connect a VMI interface to its pod link. It covers the
+// bridge binding (in-pod bridge, renamed CNI link, tap, placeholder, DHCP
+// data) and the macvtap network binding plugin (macvtap-cni's ADD, then a tap
+// fd for qemu).
 package binding
 
 import (
@@ -111,8 +111,8 @@ type BridgeResult struct {
 	Duration time.Duration
 }
 
-// podLinkStatus is what KubeVirt's nmstate Read reports for the pod link
-// before the binding changes it.
+// podLinkStatus is the pod link's state as KubeVirt's nmstate Read reports
+// it, before the binding changes it.
 type podLinkStatus struct {
 	index  int
 	mac    net.HardwareAddr
@@ -142,8 +142,8 @@ type podLinkStatus struct {
 // pkg/network/setup/netpod/discover.go and discoverbridge.go
 // (storeBridgeBindingDHCPInterfaceData).
 //
-// NOTE: like KubeVirt, which marks a failed setup critical and lets the pod
-// fail, ApplyBridge does not roll back; the pod namespace's deletion removes
+// NOTE: ApplyBridge does not roll back, like KubeVirt, which marks a failed
+// setup critical and lets the pod fail. Deleting the pod namespace removes
 // what it made.
 func ApplyBridge(pod *netns.Namespace, spec BridgeSpec, log *slog.Logger) (*BridgeResult, error) {
 	if log == nil {
@@ -402,11 +402,11 @@ func bridgeNIC(h *link.Handle, index int, podIface, nicName, bridge string) (net
 
 // addPlaceholder creates the link that keeps the pod interface's name, MAC and
 // addresses. KubeVirt creates a dummy. Where the kernel has no dummy type it
-// creates a bridge with no ports instead: like a dummy it is a pure software
-// link with no lower device and no peer, it is created by a single rtnetlink
-// request with a kind, it holds a MAC, an MTU and addresses, and while DOWN
-// it sends and receives nothing. A tap would also fit but needs /dev/net/tun
-// and an owner, and a veth would leave a peer behind.
+// creates a bridge with no ports instead. Like a dummy, that bridge is a pure
+// software link with no lower device and no peer, made by one rtnetlink
+// request. It can carry a MAC, an MTU and addresses, and while DOWN it sends
+// and receives nothing. A tap would also fit but needs /dev/net/tun and an
+// owner, and a veth would leave a peer behind.
 func addPlaceholder(h *link.Handle, name string, log *slog.Logger) (string, error) {
 	_, err := link.AddDummy(h, name)
 	if err == nil {

@@ -18,7 +18,7 @@ import (
 )
 
 // TestMacvtapBindingReachable attaches a macvtap as the macvtap binding does,
-// opens its tap device as qemu would, and answers ARP and ICMP echo on that
+// opens its tap device as qemu would, and replies to ARP and ICMP echo on that
 // file descriptor in place of the guest. Unlike the bridge binding on macvlan,
 // the guest MAC is the macvtap's own, so unicast reaches it.
 func TestMacvtapBindingReachable(t *testing.T) {
@@ -95,7 +95,7 @@ func TestMacvtapBindingRejectsBadMAC(t *testing.T) {
 	}
 }
 
-// respond answers ARP requests for ip and ICMP echo requests to mac on the
+// respond replies to ARP requests for ip and ICMP echo requests to mac on the
 // macvtap file, standing in for the guest's virtio NIC.
 func respond(t *testing.T, f *os.File, mac net.HardwareAddr, ip netip.Addr) (stop func()) {
 	t.Helper()

@@ -28,8 +28,8 @@ import (
 	"github.com/vmnet-e2e/vmnet-e2e/framework/netns"
 )
 
-// DefaultBinDir is where Debian's containernetworking-plugins install the
-// plugin binaries.
+// DefaultBinDir is the directory where Debian's containernetworking-plugins
+// package installs the plugin binaries.
 const DefaultBinDir = "/usr/lib/cni"
 
 // Pod identifies the virt-launcher pod sandbox a plugin attaches to.
@@ -60,7 +60,7 @@ type Attachment struct {
 	MAC string
 }
 
-// Result is what a successful ADD returned.
+// Result is the outcome of a successful ADD.
 type Result struct {
 	// CNI is the result converted to CNI spec 1.0.0.
 	CNI *current.Result
@@ -145,12 +145,12 @@ func (r *Runner) Add(ctx context.Context, pod Pod, att Attachment) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	taken, err := link.Exists(ph, att.Interface)
+	inUse, err := link.Exists(ph, att.Interface)
 	ph.Close()
 	if err != nil {
 		return nil, err
 	}
-	if taken {
+	if inUse {
 		return nil, fmt.Errorf("cni: cannot set %v interface name to %q: interface name %s already exists in netns %s: delete it or choose another network name", nc.pluginTypes(), att.Interface, att.Interface, pod.NetNS.Name)
 	}
 

@@ -1,7 +1,7 @@
 // Package dhcp reproduces the single-client DHCPv4 server virt-launcher runs on
 // the in-pod bridge of a bridge-bound interface whose pod link had an IPv4
-// address: it answers one guest MAC with exactly the pod link's IPAM address
-// and options derived from the pod.
+// address. It serves one guest MAC, offering exactly the pod link's IPAM
+// address and options derived from the pod.
 //
 // Source: kubevirt/kubevirt v1.9.0, pkg/network/dhcp/server/server.go
 // (SingleClientDHCPServer, prepareDHCPOptions, DHCPHandler.ServeDHCP,
@@ -36,8 +36,8 @@ type Route struct {
 	Gateway netip.Addr
 }
 
-// Config is what the server offers: KubeVirt's cache.DHCPConfig together
-// with the pod's DNS settings and hostname.
+// Config is the server's offer: KubeVirt's cache.DHCPConfig together with
+// the pod's DNS settings and hostname.
 type Config struct {
 	// ClientMAC is the only hardware address served.
 	ClientMAC net.HardwareAddr

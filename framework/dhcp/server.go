@@ -110,9 +110,9 @@ func (s *Server) Exchanges() []Exchange {
 	return append([]Exchange(nil), s.exchanges...)
 }
 
-// handle answers DISCOVER with OFFER and REQUEST with ACK for the configured
-// MAC, and ignores everything else, as KubeVirt's DHCPHandler.ServeDHCP does:
-// no NAK, no check of the requested address.
+// handle replies to DISCOVER with OFFER and to REQUEST with ACK for the
+// configured MAC, and ignores everything else, as KubeVirt's
+// DHCPHandler.ServeDHCP does: no NAK, no check of the requested address.
 func (s *Server) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
 	ex := Exchange{Time: time.Now(), Type: req.MessageType(), ClientMAC: req.ClientHWAddr, Reply: dhcpv4.MessageTypeNone}
 	defer func() {
@@ -139,8 +139,8 @@ func (s *Server) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) 
 	reply := s.reply(req, replyType)
 
 	// krolaw/dhcp4 Serve broadcasts when the source address is 0.0.0.0 or
-	// the broadcast flag is set, else answers the source; server4 already
-	// turned a 0.0.0.0 source into the broadcast address.
+	// the broadcast flag is set, and otherwise replies to the source.
+	// server4 already turned a 0.0.0.0 source into the broadcast address.
 	to := peer
 	if up, ok := peer.(*net.UDPAddr); ok && req.IsBroadcast() {
 		to = &net.UDPAddr{IP: net.IPv4bcast, Port: up.Port}

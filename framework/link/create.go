@@ -187,7 +187,7 @@ func AddMacvtap(h *Handle, name, parent string, mode netlink.MacvlanMode) (*netl
 var ErrDummyUnsupported = errors.New("link: the kernel has no dummy link type")
 
 // AddDummy creates a dummy link, like `ip link add NAME type dummy`. It returns
-// an error wrapping ErrDummyUnsupported, together with the kernel's answer,
+// an error wrapping ErrDummyUnsupported, together with the kernel's error,
 // when the kernel lacks the dummy type.
 func AddDummy(h *Handle, name string) (*netlink.Dummy, error) {
 	if err := ValidateName(name); err != nil {
@@ -196,7 +196,7 @@ func AddDummy(h *Handle, name string) (*netlink.Dummy, error) {
 	d := &netlink.Dummy{LinkAttrs: netlink.NewLinkAttrs()}
 	d.Name = name
 	if err := h.LinkAdd(d); err != nil {
-		// rtnl_newlink answers EOPNOTSUPP for an unknown kind after trying
+		// rtnl_newlink returns EOPNOTSUPP for an unknown kind after trying
 		// to load the rtnl-link-dummy module; `ip` prints it as "Unknown
 		// device type".
 		if errors.Is(err, unix.EOPNOTSUPP) {

@@ -33,9 +33,9 @@ const (
 )
 
 // ReadStatistics returns a link's counters from the kernel's IFLA_STATS64
-// attribute, like `ip -s -s link show NAME` (iproute2 6.1 prints no
-// rx_otherhost_dropped; netlink v1.3.1's LinkStatistics64 stops at
-// tx_compressed, so the attribute is parsed here).
+// attribute, like `ip -s -s link show NAME`. The attribute is parsed here
+// because iproute2 6.1 prints no rx_otherhost_dropped and netlink v1.3.1's
+// LinkStatistics64 stops at tx_compressed.
 func ReadStatistics(h *Handle, name string) (Statistics, error) {
 	if err := ValidateName(name); err != nil {
 		return Statistics{}, err
@@ -51,7 +51,7 @@ func ReadStatistics(h *Handle, name string) (Statistics, error) {
 			return err
 		}
 		if len(msgs) == 0 {
-			return fmt.Errorf("no RTM_NEWLINK answer")
+			return fmt.Errorf("the kernel returned no RTM_NEWLINK message")
 		}
 		attrs, err := nl.ParseRouteAttr(msgs[0][unix.SizeofIfInfomsg:])
 		if err != nil {
@@ -68,7 +68,7 @@ func ReadStatistics(h *Handle, name string) (Statistics, error) {
 		return Statistics{}, h.wrap("read statistics of", name, err)
 	}
 	if len(raw) < 23*8 {
-		return Statistics{}, h.wrap("read statistics of", name, fmt.Errorf("IFLA_STATS64 holds %d bytes, want at least %d", len(raw), 23*8))
+		return Statistics{}, h.wrap("read statistics of", name, fmt.Errorf("IFLA_STATS64 contains %d bytes, want at least %d", len(raw), 23*8))
 	}
 
 	u := func(i int) uint64 { return binary.NativeEndian.Uint64(raw[i*8:]) }

@@ -1,7 +1,7 @@
-// Package probe sends ARP requests and ICMP echo requests from a namespace
-// outside the pod and snapshots link counters, so that a verdict can say
-// whether the guest's MAC answered, whether echoes came back, and on which
-// link the frames died.
+// Package probe sends ARP requests, ICMP echo requests and raw unicast frames
+// from a namespace outside the pod, and snapshots link counters. A verdict
+// uses them to tell whether the guest's MAC replied, whether echoes came back,
+// and on which link the frames died.
 package probe
 
 import (
@@ -22,17 +22,17 @@ import (
 // ARPResult is the outcome of an ARP probe.
 type ARPResult struct {
 	Target netip.Addr
-	// MAC is the first hardware address that answered; nil when none did.
+	// MAC is the first hardware address that replied, nil when none did.
 	MAC net.HardwareAddr
-	// MACs holds every distinct address that answered within the window.
+	// MACs lists every distinct address that replied within the window.
 	MACs []net.HardwareAddr
 	// Requests is the number of ARP requests sent.
 	Requests int
-	// Duration is the time until the first answer, or the whole wait.
+	// Duration is the time until the first reply, or the whole wait.
 	Duration time.Duration
 }
 
-// Answered reports whether any host answered.
+// Answered reports whether any host replied.
 func (r ARPResult) Answered() bool { return r.MAC != nil }
 
 // ARPOptions bounds an ARP probe.
@@ -41,14 +41,14 @@ type ARPOptions struct {
 	Timeout time.Duration
 	// Interval separates retransmitted requests; default 1 s.
 	Interval time.Duration
-	// Linger keeps listening this long after the first answer to catch a
+	// Linger keeps listening this long after the first reply to catch a
 	// second responder; default 100 ms.
 	Linger time.Duration
 }
 
 // ARP sends ARP requests for target from iface inside ns, like
-// `arping -I IFACE TARGET`, and returns which MAC answered. The packet socket
-// is created inside ns. A target that never answers is not an error.
+// `arping -I IFACE TARGET`, and returns which MAC replied. The packet socket
+// is created inside ns. A target that never replies is not an error.
 func ARP(ctx context.Context, ns *netns.Namespace, iface string, target netip.Addr, opts ARPOptions) (ARPResult, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 3 * time.Second

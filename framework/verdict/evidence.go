@@ -2,8 +2,8 @@
 // unreachable or rejected) and the causes behind it, and compares that verdict
 // with a scenario's expectation.
 //
-// Derive reads only Evidence: API answers, link tables, guest reports, probe
-// results and kernel counters. A scenario's expectation never reaches it, so a
+// Derive reads only Evidence: API responses, link tables, guest reports,
+// probe results and kernel counters. A scenario's expectation never reaches it, so a
 // wrong expectation makes the comparison fail instead of bending the verdict.
 package verdict
 
@@ -11,12 +11,12 @@ import (
 	"github.com/vmnet-e2e/vmnet-e2e/framework/scenario"
 )
 
-// Evidence is what a provider observed while running one scenario. Both
-// providers fill the same type, so their verdicts can be compared.
+// Evidence is the record of what a provider observed while running one
+// scenario. Both providers fill the same type, so their verdicts compare.
 type Evidence struct {
 	// Rejection is the API's refusal; when set, nothing else was built.
 	Rejection *scenario.Rejection `json:"rejection,omitempty"`
-	// Warnings are what the API server would report under
+	// Warnings are the warnings the API server would return under
 	// fieldValidation=Warn.
 	Warnings []string `json:"warnings,omitempty"`
 
@@ -41,8 +41,8 @@ type Evidence struct {
 	// device is Parent, in any namespace. Nil when the CNI creates none.
 	ParentMACs []string `json:"parentMACs,omitempty"`
 
-	// ReportedStatus is what the VMI's status.interfaces would show for each
-	// secondary network, without a guest agent.
+	// ReportedStatus is the VMI's status.interfaces as KubeVirt would report
+	// it for each secondary network, without a guest agent.
 	ReportedStatus []StatusInterface `json:"reportedStatus,omitempty"`
 
 	// Guest is the guest's own report; nil when none arrived.
@@ -80,7 +80,7 @@ type StatusInterface struct {
 	IPAddresses []string `json:"ipAddresses,omitempty"`
 }
 
-// Guest is what the guest reported about itself on its serial console.
+// Guest is the guest's report about itself, printed on its serial console.
 type Guest struct {
 	// Stage is "network" (networking configured as far as it will be) or
 	// "final" (cloud-init finished).
@@ -108,7 +108,7 @@ type GuestInterface struct {
 // ARP is the result of ARP requests for the probed address.
 type ARP struct {
 	Requests int `json:"requests"`
-	// ReplyMAC is the MAC that answered, empty when none did.
+	// ReplyMAC is the MAC that replied, empty when none did.
 	ReplyMAC string `json:"replyMAC,omitempty"`
 }
 
@@ -127,8 +127,8 @@ type Unicast struct {
 	// for the guest must pass: <hash>-nic for the bridge binding, the
 	// macvtap link for the macvtap binding. ReachedPod is how much its
 	// receive counter (packets and drops) rose. Frames that reach it go on to
-	// the guest's tap; whether qemu then reads them depends on the guest's
-	// NIC state, so the tap is not counted.
+	// the guest's tap. The tap is not counted, because whether qemu reads
+	// from it depends on the guest's NIC state.
 	PodLink    string `json:"podLink"`
 	ReachedPod uint64 `json:"reachedPod"`
 	// ParentOtherhostDropped is how much the parent link's

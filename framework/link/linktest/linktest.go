@@ -1,7 +1,7 @@
 // Package linktest builds small namespace topologies for tests of the data
-// plane packages: a node namespace with a parent bridge, an external namespace
-// joined to it by a veth, a pod namespace, and optionally a namespace that
-// stands in for the guest behind the pod's bridge. Everything is tracked in a
+// plane packages. A topology has a node namespace with a parent bridge, an
+// external namespace joined to it by a veth, a pod namespace, and optionally
+// a namespace that replaces the guest behind the pod's bridge. Everything is tracked in a
 // cleanup ledger and removed when the test ends or the run is interrupted.
 package linktest
 
@@ -106,9 +106,10 @@ func Handle(t testing.TB, ns *netns.Namespace) *link.Handle {
 	return h
 }
 
-// Topology is the wiring outside the pod: the node namespace holds Parent, a
-// bridge standing for the kind node's macvlan parent; the external namespace
-// holds ExternalLink with ExternalAddr, a veth whose peer is a port of Parent.
+// Topology is the wiring outside the pod. The node namespace contains Parent,
+// a bridge in place of the kind node's macvlan parent. The external namespace
+// contains ExternalLink with ExternalAddr, a veth whose peer is a port of
+// Parent.
 type Topology struct {
 	Ledger       *cleanup.Ledger
 	Node         *netns.Namespace
@@ -151,10 +152,10 @@ func NewTopology(t testing.TB) *Topology {
 	return topo
 }
 
-// AddGuestStandIn creates a namespace standing in for the guest: a veth whose
-// end "eth0" in the new namespace carries mac and addr, and whose other end,
-// port, is enslaved to bridge in the pod namespace (learning left on, as on a
-// tap port). It returns the new namespace.
+// AddGuestStandIn creates and returns a namespace in place of the guest. A
+// veth's end "eth0" in the new namespace carries mac and addr. Its other end,
+// port, is enslaved to bridge in the pod namespace, with learning left on as
+// on a tap port.
 func (topo *Topology) AddGuestStandIn(t testing.TB, bridge, port string, mac net.HardwareAddr, addr netip.Prefix) *netns.Namespace {
 	t.Helper()
 	guest := Namespace(t, topo.Ledger, "guest")
